@@ -1,0 +1,27 @@
+/* Growable byte buffer; always NUL-terminated so it can be used as a string. */
+#ifndef BUF_H
+#define BUF_H
+#include <stddef.h>
+#include <stdarg.h>
+
+struct buf {
+	char *data;   /* owned; NULL until first append */
+	size_t len;
+	size_t cap;
+};
+
+#define BUF_INIT { NULL, 0, 0 }
+
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_puts(struct buf *b, const char *s);
+void buf_putc(struct buf *b, char c);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+void buf_reset(struct buf *b);          /* len = 0, keeps memory */
+void buf_free(struct buf *b);
+/* Returns the string and gives up ownership (caller frees); never NULL. */
+char *buf_detach(struct buf *b);
+/* Borrowed view: "" when empty. */
+const char *buf_str(const struct buf *b);
+
+#endif

@@ -1,0 +1,38 @@
+/* The one list of configuration keys: X(type, name, default, description).
+ * Types: STR, INT, BOOL.  `bulk-import-config --doc` turns this into the
+ * README's configuration reference, so describe each key for a user. */
+#define CONFIG_TABLE(X)                                                        \
+X(STR,  base_url, "http://127.0.0.1:8080",                                     \
+  "Public base URL of the consumer; status, outcome and token URLs are built from it and it is the `aud` required in client assertions.") \
+X(STR,  db_conninfo, "dbname=bulk_import",                                     \
+  "libpq connection string for PostgreSQL.")                                   \
+X(STR,  log_level, "info", "Log level: debug, info, warn or error.")           \
+X(STR,  consumer_jwks_file, "",                                                \
+  "JWKS file with the consumer's public keys, served at /jwks for providers.") \
+X(STR,  consumer_private_key_file, "",                                         \
+  "Consumer private key (JWK, JWKS or PEM) used by the worker to sign SMART assertions to providers. Read by the worker only.") \
+X(STR,  consumer_key_alg, "",                                                  \
+  "Algorithm used with the consumer key (RS384, ES384, ...); empty means the key's own alg.") \
+X(INT,  access_token_lifetime, "300", "Lifetime in seconds of access tokens issued by /auth/token.") \
+X(INT,  max_running_imports, "3",                                              \
+  "Imports one client may have running at once; more pings get 429.")          \
+X(INT,  status_retry_after, "2",                                               \
+  "Seconds advertised in Retry-After on status responses; faster polling gets 429.") \
+X(BOOL, status_allow_tokenless, "false",                                       \
+  "Allow status, cancel and outcome requests without a token (the status URL is unguessable).") \
+X(INT,  jwks_cache_seconds, "300", "How long a client's fetched jwks_uri is cached.") \
+X(STR,  storage_dir, "var/data", "Filesystem destination for imported files (one folder per import).") \
+X(BOOL, cancel_delete_files, "true", "Remove stored files when an import is cancelled.") \
+X(INT,  worker_threads, "2", "Imports one worker process runs at the same time.") \
+X(INT,  worker_lease_seconds, "30",                                            \
+  "Lease on a claimed import; a worker that stops renewing it loses the import to another worker.") \
+X(INT,  download_parallelism, "4", "Parallel file downloads per import.")       \
+X(INT,  max_line_bytes, "16777216", "Longest accepted NDJSON line in bytes.")   \
+X(INT,  poll_max_wait, "60", "Upper bound in seconds for any single wait between status polls.") \
+X(INT,  poll_default_wait, "2", "First wait when the provider sends no usable Retry-After (then exponential backoff with jitter).") \
+X(INT,  export_deadline, "86400", "Overall limit in seconds for one import.")   \
+X(INT,  http_connect_timeout, "10", "Seconds to establish a connection to a provider.") \
+X(INT,  http_idle_timeout, "60", "Abort a transfer that moves no data for this many seconds.") \
+X(INT,  http_retries, "3", "Retries of a failed request (connection errors, 429, 5xx) before giving up.") \
+X(STR,  default_scope, "system/*.read", "Scope requested from providers unless the client sets its own.") \
+X(STR,  user_agent, "bulk-import/0.1", "User-Agent sent to providers.")

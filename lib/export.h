@@ -1,0 +1,113 @@
+/* The Bulk Data export engine: kick-off (or attach to a status URL, or read a
+ * static manifest), poll, then download every manifest file in parallel while
+ * validating it line by line, into a destination.  Shared by the worker and
+ * the `bulk-data` command; both observe it through `struct export_events`.
+ *
+ * Threading: one export_run() per thread; the engine itself uses one libcurl
+ * multi handle for its parallel downloads.  Callbacks run on the calling
+ * thread. */
+#ifndef EXPORT_H
+#define EXPORT_H
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+#include <openssl/evp.h>
+
+struct dest;   /* lib/dest.h */
+
+enum export_kind { EXPORT_DYNAMIC, EXPORT_STATIC };
+
+/* SMART Backend Services credentials for the data provider. */
+struct export_auth {
+	int open;                 /* 1: provider needs no auth */
+	const char *client_id;    /* our client_id at the provider */
+	EVP_PKEY *key;            /* borrowed private key */
+	const char *alg;          /* RS384, ES384, ... */
+	const char *kid;
+	const char *scope;        /* default "system/*.read" */
+	const char *token_url;    /* NULL: discover from {base}/.well-known/smart-configuration, then /metadata */
+};
+
+struct export_opts {
+	enum export_kind kind;
+	const char *url;          /* dynamic: kick-off URL ({base}/$export, /Patient/$export, /Group/x/$export);
+	                           * static: the manifest URL */
+	const char *fhir_base;    /* provider FHIR base (token discovery, relative URLs, token origin) */
+	json_object *params;      /* borrowed Parameters resource for the kick-off (NULL: none) */
+	int kickoff_get;          /* 1: GET with query parameters instead of POST Parameters */
+	const char *status_url;   /* non-NULL: skip kick-off and attach to this export (resume / takeover) */
+	json_object *manifest;    /* non-NULL: skip polling; manifest already known (resume / takeover) */
+	struct export_auth auth;
+	const char *const *extra_headers; /* "Name: value" strings, NULL-terminated, may be NULL */
+	const char *user_agent;
+	long connect_timeout;     /* seconds */
+	long idle_timeout;        /* seconds without data before a transfer is aborted */
+	int retries;              /* per request, for connection errors, 429, 5xx */
+	int parallelism;          /* parallel downloads, default 4 */
+	size_t max_line_bytes;
+	long poll_default_wait;   /* seconds, first wait when Retry-After is absent/unusable */
+	long poll_max_wait;       /* seconds, cap for any single wait */
+	long deadline;            /* absolute unix time after which the export fails */
+	struct dest *dest;        /* where files go */
+	void *ctx;                /* passed to every event callback */
+};
+
+/* One manifest file as the engine sees it. */
+struct export_file {
+	int seq;                  /* 1-based position across output, deleted, error */
+	const char *kind;         /* "output", "deleted", "error" */
+	const char *type;         /* manifest type */
+	const char *url;
+	long long manifest_count; /* -1 when absent */
+	/* filled as the download goes: */
+	long long lines;          /* non-empty lines seen */
+	long long bytes;          /* bytes stored (exactly as received) */
+	char sha256[65];          /* hex, when done */
+	const char *dest_name;    /* name inside the destination (borrowed) */
+	int skip;                 /* set by on_manifest: already done, do not download */
+};
+
+/* A validation or transfer problem, reported before the file finishes. */
+struct export_issue {
+	const char *severity;     /* "error" or "warning" */
+	const char *code;         /* FHIR issue type: "invalid", "structure", "value", "transient", "exception", ... */
+	const struct export_file *file; /* NULL for export-level issues */
+	long long line;           /* 1-based line, 0 when not about a line */
+	const char *message;      /* human readable */
+};
+
+struct export_events {
+	/* Dynamic kick-off accepted: the provider's status URL. */
+	void (*on_kickoff)(void *ctx, const char *status_url);
+	/* Status poll answered 202: provider's X-Progress (may be NULL). */
+	void (*on_status)(void *ctx, const char *x_progress);
+	/* Manifest complete; files[] lists every file; callback may set files[i].skip. */
+	void (*on_manifest)(void *ctx, json_object *manifest, struct export_file *files, int nfiles);
+	void (*on_file_start)(void *ctx, struct export_file *f);
+	/* Throttled (at most every ~250 ms per file) progress. */
+	void (*on_file_progress)(void *ctx, struct export_file *f);
+	/* ok=1: stored and valid.  ok=0: failed; the issues were already reported. */
+	void (*on_file_done)(void *ctx, struct export_file *f, int ok);
+	void (*on_issue)(void *ctx, const struct export_issue *iss);
+	/* Polled often; return 1 to stop (the engine then DELETEs the provider's status URL). */
+	int (*should_stop)(void *ctx);
+};
+
+/* Result of a whole export. */
+struct export_result {
+	int ok;                   /* 1: every file stored (possibly with per-file failures -> partial) */
+	int files_failed;
+	int cancelled;            /* stopped by should_stop */
+	int http_status;          /* for a failed export: status to report (e.g. 502, 504) */
+	char *error_code;         /* FHIR issue code for a failed export ("transient", "exception", ...) */
+	char *error_message;      /* malloc'd, NULL on success */
+	char *transaction_time;   /* malloc'd, from the manifest */
+};
+
+/* Runs the whole export.  Returns 0 when the export completed (some files may
+ * have failed: see res->files_failed), -1 when it failed as a whole or was
+ * stopped.  Caller frees res strings with export_result_free(). */
+int export_run(const struct export_opts *o, const struct export_events *ev, struct export_result *res);
+void export_result_free(struct export_result *res);
+
+#endif
