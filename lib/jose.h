@@ -19,15 +19,17 @@
 /* 1 if alg is one of the six supported algorithms, else 0. */
 int jose_alg_supported(const char *alg);
 
-/* Key from a JWK: RSA "n","e"[,"d"[,"p","q","dp","dq","qi"]] or EC "crv"
- * (P-256/P-384/P-521) "x","y"[,"d"].  With want_private the JWK must hold
- * "d"; without it only the public members are used.  NULL + *err on bad
- * input (including RSA < 2048 bits or an EC point not on the curve). */
+/* Key from a JWK: RSA "n","e"[,"d","p","q","dp","dq","qi"] or EC "crv"
+ * (P-256/P-384/P-521) "x","y"[,"d"].  With want_private the private members
+ * must be present (RSA: all of them) and consistent; without it only the
+ * public members are used.  NULL + *err on bad input (including RSA < 2048
+ * bits or an EC point not on the curve). */
 EVP_PKEY *jose_jwk_to_pkey(json_object *jwk, int want_private, char **err);
 
 /* JWK for a key: public members only unless include_private.  Sets "kty",
  * "kid" (RFC 7638 thumbprint), "alg" (alg if given, else RS384 for RSA,
- * ES256/ES384/ES512 by curve).  NULL on unsupported keys. */
+ * ES256/ES384/ES512 by curve).  NULL on unsupported keys or an alg that
+ * does not fit the key. */
 json_object *jose_pkey_to_jwk(EVP_PKEY *key, const char *alg, int include_private);
 
 /* RFC 7638 thumbprint: base64url(SHA-256) of the required members in
@@ -64,12 +66,17 @@ struct jose_expect {
 };
 
 /* Verify a SMART Backend Services client assertion against the client's
- * JWKS (borrowed).  The header is decoded and alg/kid/key type pinned by us
- * before libjwt sees the token.  On success returns 0 and *claims_out (owned
- * by the caller) holds the payload.  On failure returns -1, *err_code is a
- * static RFC 6749 code ("invalid_client" or "invalid_request") and *err_desc
- * a malloc'd description. */
-int jose_verify_assertion(const char *token, json_object *jwks, const struct jose_expect *exp,
+ * JWKS (borrowed).  The header is decoded and alg, kid (required) and key
+ * type pinned by us before libjwt sees the token.  Claims: iss == sub ==
+ * client_id; aud a string equal to expect->aud or an array containing it;
+ * exp an integer with now < exp <= now + max_exp_ahead; nbf, if present,
+ * not after now + 60 s; jti a non-empty string of at most 255 chars (replay
+ * checking of jti is the caller's job).  On success returns 0 and
+ * *claims_out (owned by the caller) holds the payload.  On failure returns
+ * -1, *err_code is a static RFC 6749 code ("invalid_request" for malformed
+ * tokens, "invalid_client" for everything else) and *err_desc a malloc'd
+ * description. */
+int jose_verify_assertion(const char *token, json_object *jwks, const struct jose_expect *expect,
 			  json_object **claims_out, const char **err_code, char **err_desc);
 
 /* UNVERIFIED payload of a compact JWT, only for picking which client's JWKS
@@ -79,7 +86,8 @@ json_object *jose_peek_claims(const char *token, char **err);
 
 /* Sign a client assertion: header {alg, typ:"JWT", kid}; payload {iss=sub=
  * client_id, aud, exp=now+lifetime, iat=now, jti (16 random bytes)}.
- * lifetime 0 means 300; more than 300 is refused.  kid NULL means the key's
+ * now <= 0 means time(NULL); lifetime 0 means 300, more than 300 is
+ * refused.  kid NULL means the key's
  * thumbprint.  ES signatures are JOSE r||s.  Returns the compact JWT or
  * NULL + *err. */
 char *jose_sign_assertion(EVP_PKEY *key, const char *alg, const char *kid, const char *client_id,
