@@ -1,0 +1,16 @@
+/* Authentication checks used by main.c's dispatch (and nowhere else). */
+#ifndef AUTH_H
+#define AUTH_H
+#include "request.h"
+
+/* Bearer access token from the Authorization header, looked up by SHA-256
+ * in access_tokens.  Returns 0 when authenticated (rq->client_id and
+ * rq->scope set) or when there is no Authorization header and allow_none;
+ * 1 when `rp` now holds a 401; -1 on an internal (database) error. */
+int auth_bearer(struct request *rq, struct reply *rp, int allow_none);
+
+/* Admin pages and registration: Apache authenticated the user (REMOTE_USER).
+ * 0 ok, 1 when `rp` holds a 401. */
+int auth_admin(struct request *rq, struct reply *rp);
+
+#endif

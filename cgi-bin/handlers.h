@@ -1,0 +1,17 @@
+/* One handler per endpoint file (h_*.c), registered in routes.c.
+ * Contract: see handler_fn in routes.h. */
+#ifndef HANDLERS_H
+#define HANDLERS_H
+#include "request.h"
+
+int h_register(struct request *rq, struct reply *rp);   /* POST /auth/register */
+int h_token(struct request *rq, struct reply *rp);      /* POST /auth/token */
+int h_wellknown(struct request *rq, struct reply *rp);  /* GET /.well-known/smart-configuration */
+int h_jwks(struct request *rq, struct reply *rp);       /* GET /jwks */
+int h_metadata(struct request *rq, struct reply *rp);   /* GET /metadata */
+int h_import(struct request *rq, struct reply *rp);     /* POST /$import */
+int h_status(struct request *rq, struct reply *rp);     /* GET /imports/{id} */
+int h_cancel(struct request *rq, struct reply *rp);     /* DELETE /imports/{id} */
+int h_outcome(struct request *rq, struct reply *rp);    /* GET /imports/{id}/outcome.ndjson */
+
+#endif
