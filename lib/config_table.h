@@ -35,4 +35,14 @@ X(INT,  http_connect_timeout, "10", "Seconds to establish a connection to a prov
 X(INT,  http_idle_timeout, "60", "Abort a transfer that moves no data for this many seconds.") \
 X(INT,  http_retries, "3", "Retries of a failed request (connection errors, 429, 5xx) before giving up.") \
 X(STR,  default_scope, "system/*.read", "Scope requested from providers unless the client sets its own.") \
-X(STR,  user_agent, "bulk-import/0.1", "User-Agent sent to providers.")
+X(STR,  user_agent, "bulk-import/0.1", "User-Agent sent to providers.") \
+X(INT,  worker_drain_seconds, "30",                                            \
+  "On SIGTERM the worker stops claiming and lets running imports finish for this many seconds; then it gives them back to the queue (no DELETE at the provider) for another worker to continue.") \
+X(INT,  worker_max_attempts, "5",                                              \
+  "An import whose worker died or lost its lease this many times is failed instead of being claimed again (0: no limit). Imports given back on shutdown do not count.") \
+X(INT,  worker_max_issues_per_file, "1000",                                    \
+  "Outcome entries recorded per downloaded file; further validation issues of that file are counted but not stored (0: no limit).") \
+X(INT,  max_request_body, "1048576",                                          \
+  "Largest request body the FastCGI front end accepts, in bytes; larger bodies get 413.") \
+X(STR,  token_default_scope, "system/*.write",                                 \
+  "Scope granted by /auth/token when a client's token request names none.")
