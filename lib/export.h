@@ -24,7 +24,7 @@ struct export_auth {
 	EVP_PKEY *key;            /* borrowed private key */
 	const char *alg;          /* RS384, ES384, ... */
 	const char *kid;
-	const char *scope;        /* default "system/*.read" */
+	const char *scope;        /* NULL: "system/" "*.read" (all types, read) */
 	const char *token_url;    /* NULL: discover from {base}/.well-known/smart-configuration, then /metadata */
 };
 
