@@ -6,6 +6,7 @@ DESTDIR  ?=
 PORT     ?= 8080
 CC       ?= cc
 BUILD    ?= build
+export BUILD
 
 PKGS     := libcurl json-c openssl libjwt libpq fcgi
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -105,5 +106,7 @@ install: all
 
 clean:
 	rm -rf $(BUILD)
+
+.SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -136,9 +136,18 @@ Group www-data"
 start_worker() {   # name
 	pidf="$VAR/$1.pid"
 	if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then return 0; fi
+	rm -f "$pidf"
+	# the worker writes its pid file once its signal handlers and database
+	# connections are ready: that file is the readiness signal
 	BULK_IMPORT_CONFIG="$VAR/bulk-import.conf" nohup "$BIN/bulk-import-worker" \
 		-p "$pidf" >>"$VAR/log/$1.log" 2>&1 </dev/null &
-	echo $! > "$pidf"
+	wpid=$!
+	i=0
+	until [ -s "$pidf" ]; do
+		kill -0 "$wpid" 2>/dev/null || die "worker failed to start (see $VAR/log/$1.log)"
+		i=$((i + 1)); [ $i -lt 300 ] || die "worker did not become ready"
+		sleep 0.1
+	done
 }
 
 stop_pid() {   # pidfile
@@ -146,7 +155,7 @@ stop_pid() {   # pidfile
 	pid=$(cat "$1")
 	if kill -TERM "$pid" 2>/dev/null; then
 		i=0
-		while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+		while kill -0 "$pid" 2>/dev/null && [ $i -lt 400 ]; do sleep 0.1; i=$((i + 1)); done
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 	rm -f "$1"

@@ -18,7 +18,10 @@ sh tests/run-unit.sh "$@" | tee "$log"
 set -- $(count "$log") 
 pass=$((pass + ${1:-0})); fail=$((fail + ${2:-1}))
 
-# 2. integration
+# 2. integration (and browser tests when present)
+if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules ]; then
+	(cd tests/browser && npm ci --no-audit --no-fund --silent) || echo "not ok - npm ci in tests/browser failed"
+fi
 sh scripts/services.sh stop "$VAR" >/dev/null 2>&1 || true
 rm -rf "$VAR"
 PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
@@ -38,7 +41,7 @@ if sh scripts/services.sh start "$VAR" "$PORT" > "$VAR/start.log" 2>&1; then
 	CONSUMER_BASE="http://127.0.0.1:$PORT" VAR_DIR="$VAR" ROOT_DIR="$ROOT" \
 	CONSUMER_DB="host=$VAR/pg dbname=bulk_import user=postgres" \
 	node --test --test-reporter=tap --test-concurrency=2 \
-		tests/provider/*.test.mjs tests/integration/*.test.mjs > "$log" 2>&1
+		tests/provider/*.test.mjs tests/integration/*.test.mjs $(ls tests/browser/*.test.mjs 2>/dev/null) > "$log" 2>&1
 	grep -v '^ *# Subtest\|^ *ok \|^ *---$\|^ *\.\.\.$\|^ *duration_ms\|^TAP version' "$log" | grep -v '^ *1\.\.' || true
 	p=$(sed -n 's/^# pass \([0-9]*\)/\1/p' "$log" | tail -n 1)
 	f=$(sed -n 's/^# fail \([0-9]*\)/\1/p' "$log" | tail -n 1)

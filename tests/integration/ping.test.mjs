@@ -1,0 +1,159 @@
+// POST $import validation, status, cancel and ownership.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  BASE, startProvider, newClient, importParams, ping, pollStatus, importIdFrom, sql, getToken,
+} from './harness.mjs';
+
+let provider, client, other;
+
+before(async () => {
+  provider = await startProvider();
+  client = await newClient(provider, { polls: 1 });
+  other = await newClient(provider, { polls: 1 });
+});
+after(() => provider.stop());
+
+async function expectOO(res, status, re) {
+  const body = await res.json();
+  assert.equal(res.status, status, JSON.stringify(body));
+  assert.equal(body.resourceType, 'OperationOutcome');
+  assert.match(res.headers.get('content-type'), /application\/fhir\+json/);
+  if (re) assert.match(body.issue[0].diagnostics, re, JSON.stringify(body));
+  return body;
+}
+
+test('ping without or with a bad token is refused', async () => {
+  const params = importParams(client.fhirBase + '/$export');
+  const r1 = await fetch(`${BASE}/$import`, { method: 'POST', headers: { 'content-type': 'application/fhir+json',
+    prefer: 'respond-async' }, body: JSON.stringify(params) });
+  await expectOO(r1, 401);
+  await expectOO(await ping({ token: 'not-a-token' }, params), 401);
+});
+
+test('malformed pings get 400 OperationOutcomes that say what is wrong', async () => {
+  const url = client.fhirBase + '/$export';
+  const cases = [
+    [importParams(url), { prefer: 'respond-sync' }, /Prefer/],
+    [importParams(url), { accept: 'text/html' }, /Accept/],
+    [{ resourceType: 'Patient' }, {}, /Parameters/],
+    [{ resourceType: 'Parameters', parameter: [] }, {}, /exportUrl/],
+    [importParams('not a url'), {}, /exportUrl/],
+    [importParams(url, [{ name: 'exportType', valueCode: 'sideways' }]), {}, /exportType/],
+    [importParams(url, [{ name: 'bogus', valueString: 'x' }]), {}, /bogus/],
+    [importParams(url, [{ name: '_since', valueInstant: 'yesterday' }]), {}, /_since/],
+  ];
+  for (const [params, headers, re] of cases) await expectOO(await ping(client, params, headers), 400, re);
+  const raw = await fetch(`${BASE}/$import`, { method: 'POST', headers: { authorization: `Bearer ${client.token}`,
+    'content-type': 'application/fhir+json', prefer: 'respond-async' }, body: '{"resourceType": "Param' });
+  await expectOO(raw, 400, /JSON/);
+});
+
+test('exportUrl outside the registered provider base is refused and never contacted', async () => {
+  await provider.clearLog();
+  const outside = [
+    `${provider.origin}/elsewhere/$export`,
+    `${provider.base()}x/$export`,
+    `${client.fhirBase}/../../admin/$export`,
+    'http://127.0.0.1:1/fhir/$export',
+  ];
+  for (const u of outside) await expectOO(await ping(client, importParams(u)), 403, /exportUrl/);
+  const log = await provider.log();
+  assert.deepEqual(log.filter((e) => !e.path.startsWith('/__log')), [], 'no request reached the provider');
+});
+
+test('a ping is accepted at once and the import completes', async () => {
+  const r = await ping(client, importParams(client.fhirBase + '/$export',
+    [{ name: '_type', valueString: 'Patient' }]));
+  assert.equal(r.status, 202, await r.clone().text());
+  const loc = r.headers.get('content-location');
+  assert.match(loc, new RegExp(`^${BASE.replace(/[.]/g, '\\.')}/imports/[A-Za-z0-9_-]{22,}$`));
+  const { res, body } = await pollStatus(loc, client.token);
+  assert.equal(res.status, 200, JSON.stringify(body));
+  assert.ok(body.transactionTime);
+  assert.equal(body.outcome[0].type, 'OperationOutcome');
+});
+
+test('status: 202 with X-Progress and Retry-After, 429 when polled too fast', async () => {
+  const c = await newClient(provider, { polls: 50, retryAfter: { style: 'seconds', value: 1 } });
+  const r = await ping(c, importParams(c.fhirBase + '/$export'));
+  const loc = r.headers.get('content-location');
+  // the worker has to get to the provider's 202s; poll until the first status answers 202
+  let s = await fetch(loc, { headers: { authorization: `Bearer ${c.token}` } });
+  assert.equal(s.status, 202);
+  assert.ok(s.headers.get('x-progress').length < 100);
+  assert.ok(Number(s.headers.get('retry-after')) >= 1);
+  const fast = await fetch(loc, { headers: { authorization: `Bearer ${c.token}` } });
+  await expectOO(fast, 429);
+  assert.ok(Number(fast.headers.get('retry-after')) >= 1);
+  await fetch(loc, { method: 'DELETE', headers: { authorization: `Bearer ${c.token}` } });
+});
+
+test('another client cannot see, read or cancel an import; unknown ids are 404', async () => {
+  const c = await newClient(provider, { polls: 50 });
+  const r = await ping(c, importParams(c.fhirBase + '/$export'));
+  const loc = r.headers.get('content-location');
+  const auth = { authorization: `Bearer ${other.token}` };
+  await expectOO(await fetch(loc, { headers: auth }), 404);
+  await expectOO(await fetch(`${loc}/outcome.ndjson`, { headers: auth }), 404);
+  await expectOO(await fetch(loc, { method: 'DELETE', headers: auth }), 404);
+  await expectOO(await fetch(loc, { headers: {} }), 401);
+  await expectOO(await fetch(`${BASE}/imports/doesnotexist`, { headers: { authorization: `Bearer ${c.token}` } }), 404);
+  // still running for its owner
+  const id = importIdFrom(loc);
+  assert.notEqual(sql("SELECT state FROM imports WHERE id = :'p1'", id)[0][0], 'cancelled');
+  await fetch(loc, { method: 'DELETE', headers: { authorization: `Bearer ${c.token}` } });
+});
+
+test('cancel: 202, the provider export is deleted, files removed, then 404', async () => {
+  const c = await newClient(provider, { polls: 3, slowFileMs: 200 });
+  const r = await ping(c, importParams(c.fhirBase + '/$export'));
+  const loc = r.headers.get('content-location');
+  const id = importIdFrom(loc);
+  // wait until the worker knows the provider's status URL, so the DELETE must reach it
+  let statusUrl;
+  for (let i = 0; i < 200 && !statusUrl; i++) {
+    statusUrl = sql("SELECT provider_status_url FROM imports WHERE id = :'p1'", id)[0]?.[0];
+    if (!statusUrl) await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.ok(statusUrl, 'worker kicked off the export');
+  const d = await fetch(loc, { method: 'DELETE', headers: { authorization: `Bearer ${c.token}` } });
+  const oo = await expectOO(d, 202);
+  assert.equal(oo.issue[0].severity, 'information');
+  await expectOO(await fetch(loc, { headers: { authorization: `Bearer ${c.token}` } }), 404);
+  await expectOO(await fetch(loc, { method: 'DELETE', headers: { authorization: `Bearer ${c.token}` } }), 404);
+  // the worker finishes its clean-up: DELETE at the provider
+  for (let i = 0; i < 300; i++) {
+    if (sql("SELECT cancel_done FROM imports WHERE id = :'p1'", id)[0][0] === 't') break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.equal(sql("SELECT cancel_done FROM imports WHERE id = :'p1'", id)[0][0], 't');
+  const log = await provider.log();
+  const path = new URL(statusUrl).pathname;
+  assert.ok(log.some((e) => e.method === 'DELETE' && e.path === path), 'DELETE sent to the provider status URL');
+});
+
+test('too many running imports get 429 with Retry-After', async () => {
+  const c = await newClient(provider, { polls: 100 });
+  const locs = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await ping(c, importParams(c.fhirBase + '/$export'));
+    assert.equal(r.status, 202);
+    locs.push(r.headers.get('content-location'));
+  }
+  const r = await ping(c, importParams(c.fhirBase + '/$export'));
+  await expectOO(r, 429);
+  assert.ok(Number(r.headers.get('retry-after')) > 0);
+  for (const l of locs) await fetch(l, { method: 'DELETE', headers: { authorization: `Bearer ${c.token}` } });
+  const again = await ping(c, importParams(c.fhirBase + '/$export'));
+  assert.equal(again.status, 202);
+  await fetch(again.headers.get('content-location'), { method: 'DELETE', headers: { authorization: `Bearer ${c.token}` } });
+});
+
+test('a fresh token of the same client still sees its import', async () => {
+  const r = await ping(client, importParams(client.fhirBase + '/$export', [{ name: '_type', valueString: 'Device' }]));
+  const loc = r.headers.get('content-location');
+  const token2 = await getToken(client.id, client.key);
+  const { res } = await pollStatus(loc, token2);
+  assert.equal(res.status, 200);
+});
