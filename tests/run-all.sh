@@ -5,7 +5,7 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-VAR="$ROOT/var/test"
+VAR=${TEST_VAR:-"$ROOT/var/test"}   # TEST_VAR lets two runs share a checkout
 pass=0 fail=0
 log=$(mktemp)
 
