@@ -95,7 +95,7 @@ bench: all
 	@sh bench/run.sh
 
 doc-config: $(BUILD)/bin/bulk-import-config
-	@$(BUILD)/bin/bulk-import-config --doc
+	@sh scripts/config-doc.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/bulk-import/cgi-bin \

@@ -173,6 +173,7 @@ void config_write_doc(FILE *out)
 
 	fprintf(out, "| key | type | default | description |\n|---|---|---|---|\n");
 	for (i = 0; i < NKEYS; i++)
-		fprintf(out, "| `%s` | %s | `%s` | %s |\n", keys[i].name, tn[keys[i].type],
-		        keys[i].def, keys[i].desc);
+		fprintf(out, "| `%s` | %s | %s%s%s | %s |\n", keys[i].name, tn[keys[i].type],
+		        *keys[i].def ? "`" : "", *keys[i].def ? keys[i].def : "(empty)",
+		        *keys[i].def ? "`" : "", keys[i].desc);
 }
