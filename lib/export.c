@@ -572,6 +572,8 @@ static int poll_status(struct run *r)
 			break;
 		}
 		if (rc == 0 && !busy_status(resp.status)) {
+			free(text);
+			json_object_put(doc);
 			text = status_text(&resp, &code, &doc);
 			if (resp.status == 404 || resp.status == 410)
 				xp_fail(r, 502, "exception", "the provider no longer knows the export at %s: %s",

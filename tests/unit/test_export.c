@@ -9,6 +9,8 @@
 #include "export.h"
 #include "http.h"
 #include "jose.h"
+#include "log.h"
+#include "url.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +25,9 @@
 #include <openssl/evp.h>
 
 static int port, other_port;
+static int verbose;   /* TEST_VERBOSE=1: engine logs and per-run details */
+
+#define diag(...) do { if (verbose) { printf("# "); printf(__VA_ARGS__); } } while (0)
 static char fixtures[512];
 
 /* ---- provider process -------------------------------------------------- */
@@ -218,7 +223,7 @@ static void ev_issue(void *ctx, const struct export_issue *iss)
 	}
 	s->issues++;
 	snprintf(s->last_issue, sizeof s->last_issue, "%s", iss->message);
-	printf("#   issue: %s %s line %lld: %s\n", iss->severity, iss->code, iss->line, iss->message);
+	diag("  issue: %s %s line %lld: %s\n", iss->severity, iss->code, iss->line, iss->message);
 }
 
 static int ev_stop(void *ctx)
@@ -281,14 +286,14 @@ static int files_match(const struct seen *s, const char *dir)
 		snprintf(path, sizeof path, "%s/%s.ndjson", fixtures, f->type);
 		want = slurp(path, &wl);
 		if (!got || !want || gl != wl || memcmp(got, want, gl)) {
-			printf("# %s differs from fixture (%zu vs %zu bytes)\n", f->dest_name, gl, wl);
+			diag("%s differs from fixture (%zu vs %zu bytes)\n", f->dest_name, gl, wl);
 			free(got);
 			free(want);
 			return -1;
 		}
 		sha_hex(want, wl, want_sha);
 		if (strcmp(want_sha, f->sha256) || f->bytes != (long long)wl) {
-			printf("# %s: sha or byte count wrong\n", f->dest_name);
+			diag("%s: sha or byte count wrong\n", f->dest_name);
 			free(got);
 			free(want);
 			return -1;
@@ -370,7 +375,7 @@ static int run_export(const struct run_args *a, struct seen *s, struct export_re
 	o.dest = dest_open(dir, &err);
 	o.ctx = s;
 	rc = export_run(&o, &EV, res);
-	printf("# rc=%d ok=%d failed=%d cancelled=%d status=%d code=%s msg=%s\n", rc, res->ok, res->files_failed,
+	diag("rc=%d ok=%d failed=%d cancelled=%d status=%d code=%s msg=%s\n", rc, res->ok, res->files_failed,
 	       res->cancelled, res->http_status, res->error_code ? res->error_code : "-",
 	       res->error_message ? res->error_message : "-");
 	dest_close(o.dest);
@@ -419,7 +424,7 @@ static void t_open_post(void)
 	T_CHECK(s.kickoffs == 1 && s.statuses >= 2 && s.manifests == 1, "kickoff, status and manifest events");
 	T_CHECK(res.transaction_time != NULL, "transaction time from manifest");
 	n = files_match(&s, dir);
-	printf("# %d files compared\n", n);
+	diag("%d files compared\n", n);
 	T_CHECK(n >= 17 && s.done_ok == n && s.starts == n, "every file equals its fixture byte for byte, sha256 right");
 	T_CHECK(count_dir(dir) == n, "no part files left");
 	export_result_free(&res);
@@ -436,7 +441,6 @@ static void t_get_params(void)
 	struct run_args a = { .cfg = "{\"auth\":false}", .get = 1, .params = p };
 	struct export_result res;
 	struct seen s = { 0 };
-	json_object *ex = NULL;
 	char dir[64];
 	int rc;
 
@@ -444,9 +448,6 @@ static void t_get_params(void)
 	rc = run_export(&a, &s, &res, dir);
 	T_CHECK(rc == 0 && s.done_ok == 2 && files_match(&s, dir) == 2, "GET kick-off with repeated _type");
 	T_CHECK(log_count("GET", "/$export", NULL, NULL) == 1, "kick-off was a GET");
-	ex = get_json("/__exports");
-	printf("# exports: %.300s\n", ex ? json_object_to_json_string(ex) : "-");
-	json_object_put(ex);
 	export_result_free(&res);
 	rm_dir(dir);
 	json_object_put(p);
@@ -577,7 +578,7 @@ static void t_waits(void)
 		memset(&s, 0, sizeof s);
 		t0 = time(NULL);
 		rc = run_export(&a, &s, &res, dir);
-		printf("# %s took %lds\n", styles[i], (long)(time(NULL) - t0));
+		diag("%s took %lds\n", styles[i], (long)(time(NULL) - t0));
 		T_CHECK(rc == 0 && s.done_ok == 1 && time(NULL) - t0 <= 8, styles[i]);
 		export_result_free(&res);
 		rm_dir(dir);
@@ -637,7 +638,7 @@ static void t_paging_static(void)
 		deleted += !strcmp(s.files[i].kind, "deleted");
 		errors += !strcmp(s.files[i].kind, "error");
 	}
-	printf("# files %d deleted %d error %d\n", s.nfiles, deleted, errors);
+	diag("files %d deleted %d error %d\n", s.nfiles, deleted, errors);
 	T_CHECK(rc == 0 && res.files_failed == 0 && files_match(&s, dir) >= 17, "paged manifest merged, all files");
 	T_CHECK(deleted == 1 && errors >= 1, "deleted (Bundle) and error (OperationOutcome) files validated");
 	export_result_free(&res);
@@ -719,6 +720,47 @@ static char *kid_of(EVP_PKEY *key, const char *alg)
 	return kid;
 }
 
+/* http_request's own redirect handling: the token stays on its origin. */
+static void t_http_redirect(void)
+{
+	static const char *const hdrs[] = { "Accept: application/json", NULL };
+	char *base = base_for("{\"auth\":false,\"redirectFiles\":true}"), url[1024], *origin;
+	struct http_req rq = { 0 };
+	struct http_resp rs = { 0 };
+	json_object *m = NULL, *out, *v;
+	int n, with_auth = 0;
+
+	snprintf(url, sizeof url, "%s/static/manifest.json", base);
+	rq.url = url;
+	rq.headers = hdrs;
+	rq.max_body = 1 << 20;
+	if (http_request(NULL, &rq, &rs) == 0 && rs.status == 200)
+		m = json_tokener_parse(buf_str(&rs.body));
+	T_CHECK(m && json_object_object_get_ex(m, "output", &out) &&
+		json_object_object_get_ex(json_object_array_get_idx(out, 0), "url", &v), "static manifest fetched");
+	if (!m) {
+		free(base);
+		return;
+	}
+	snprintf(url, sizeof url, "%s", json_object_get_string(v));
+	origin = url_origin(base);
+	clear_log();
+	rq.url = url;
+	rq.bearer = "not-a-real-token";
+	rq.auth_origin = origin;
+	rq.max_body = 16 << 20;
+	T_CHECK(http_request(NULL, &rq, &rs) == 0 && rs.status == 200 && rs.body.len > 100 &&
+		strstr(rs.url, "127.0.0.1") && !url_same_origin(rs.url, base), "http_request followed the redirect");
+	n = log_count("GET", "/files/", "main", &with_auth);
+	T_CHECK(n == 1 && with_auth == 1, "token sent on the first hop");
+	n = log_count("GET", "/files/", "other", &with_auth);
+	T_CHECK(n == 1 && with_auth == 0, "token dropped on the cross-origin hop");
+	http_resp_free(&rs);
+	json_object_put(m);
+	free(origin);
+	free(base);
+}
+
 static void t_auth(void)
 {
 	char *err = NULL, *cid, *kid, dir[64];
@@ -741,7 +783,7 @@ static void t_auth(void)
 		T_CHECK(rc == 0 && res.files_failed == 0 && files_match(&s, dir) == 2,
 			"SMART auth export; 401 on a download refreshes the token");
 		n = log_count("POST", "/auth/token", NULL, NULL);
-		printf("# token requests: %d\n", n);
+		diag("token requests: %d\n", n);
 		T_CHECK(n == 2, "two token requests (initial + one refresh)");
 		export_result_free(&res);
 		rm_dir(dir);
@@ -804,6 +846,8 @@ int main(void)
 	pid_t pid;
 
 	signal(SIGPIPE, SIG_IGN);
+	verbose = getenv("TEST_VERBOSE") && *getenv("TEST_VERBOSE") == '1';
+	log_set_level(verbose ? "debug" : "error");
 	t_retry_after();
 	if (fx)
 		snprintf(fixtures, sizeof fixtures, "%s/fhir", fx);
@@ -822,6 +866,7 @@ int main(void)
 	t_waits();
 	t_stop();
 	t_paging_static();
+	t_http_redirect();
 	t_auth();
 	kill(pid, SIGTERM);
 	waitpid(pid, NULL, 0);
