@@ -4,6 +4,7 @@
 #ifndef DEST_H
 #define DEST_H
 #include <stddef.h>
+#include "buf.h"
 
 struct dest;
 struct dest_file;
@@ -22,6 +23,45 @@ int dest_file_commit(struct dest_file *f, char **err);
 void dest_file_abort(struct dest_file *f);
 /* Remove everything stored under this destination (cancel clean-up). */
 int dest_remove_all(struct dest *d, char **err);
+
+/* ---- additions for the bulk-data client (issue 3) ---- */
+
+/* Spec forms: a folder path, "none", "s3://bucket/prefix" (AWS SigV4 via
+ * libcurl; region/endpoint/credentials from struct dest_s3_conf or the usual
+ * AWS_* environment variables), "http(s)://..." (one PUT or POST per file). */
+struct dest_conf {
+	const char *s3_region;        /* NULL: $AWS_REGION, $AWS_DEFAULT_REGION, "us-east-1" */
+	const char *s3_endpoint;      /* NULL: https://s3.<region>.amazonaws.com; path-style when set */
+	const char *s3_access_key;    /* NULL: $AWS_ACCESS_KEY_ID */
+	const char *s3_secret_key;    /* NULL: $AWS_SECRET_ACCESS_KEY */
+	const char *s3_session_token; /* NULL: $AWS_SESSION_TOKEN */
+	long s3_part_size;            /* multipart part size in bytes (>= 5 MiB), default 8 MiB */
+	const char *http_method;      /* "PUT" (default) or "POST" */
+	const char *const *http_headers; /* extra "Name: value" for uploads */
+	int retries;                  /* upload retries, default 3 */
+	const char *ca_file;
+	int insecure;
+	long connect_timeout, idle_timeout;
+};
+/* Like dest_open with settings; conf may be NULL (defaults). */
+struct dest *dest_open_conf(const char *spec, const struct dest_conf *conf, char **err);
+
+/* Whole small objects (state file, manifest): stored atomically.
+ * content_type may be NULL (guessed from the name). */
+int dest_put(struct dest *d, const char *name, const void *data, size_t len, const char *content_type, char **err);
+/* Read a small object back (resume state); -1 and *err = NULL when absent. */
+int dest_get(struct dest *d, const char *name, struct buf *out, char **err);
+
+/* Resume support (folders only; dest_can_resume() says).  Reopen a partial
+ * file left by an interrupted run: *have = bytes already written (0 when
+ * there is none); writes append.  dest_file_read_partial feeds those bytes
+ * to fn so the caller can rebuild its hash and validator state. */
+int dest_can_resume(struct dest *d);
+struct dest_file *dest_file_reopen(struct dest *d, const char *name, long long *have, char **err);
+int dest_file_read_partial(struct dest *d, const char *name,
+			   int (*fn)(void *ctx, const void *data, size_t len), void *ctx, char **err);
+/* Truncate a reopened file back to `len` bytes (drop a partial last line). */
+int dest_file_truncate(struct dest_file *f, long long len, char **err);
 
 /* A file name that cannot escape the destination: keeps [A-Za-z0-9._-],
  * replaces the rest with '_', no leading '.', bounded length.  malloc'd. */

@@ -68,8 +68,7 @@ static int xp_stop(struct run *r)
 	if (now - r->last_stop_check < 50)
 		return 0;
 	r->last_stop_check = now;
-	if (r->ev->should_stop(r->o->ctx))
-		r->stopped = 1;
+	r->stopped = r->ev->should_stop(r->o->ctx);   /* EXPORT_STOP_CANCEL or _ABANDON */
 	return r->stopped;
 }
 
@@ -768,7 +767,10 @@ static void delete_status(struct run *r)
 
 	if (!r->status_url)
 		return;
-	c.should_stop = NULL;   /* we are stopping: this one must go out */
+	/* we are stopping: this request, and the token fetch for it (the SMART
+	 * client shares r->conf), must go out */
+	r->conf.should_stop = NULL;
+	c.should_stop = NULL;
 	c.idle_timeout = c.idle_timeout > 0 && c.idle_timeout < 15 ? c.idle_timeout : 15;
 	rq.method = "DELETE";
 	rq.url = r->status_url;
@@ -844,7 +846,7 @@ static void on_line_issue(void *ctx, long long line, const char *code, const cha
 	struct dl *d = ctx;
 
 	if (d->line_issues++ < LINE_ISSUE_CAP)
-		file_issue(d, "error", code, line, "%s line %lld: %s", d->f->url, line, msg);
+		file_issue(d, "error", code, line, "%s", msg);
 }
 
 static size_t dl_write(char *p, size_t size, size_t n, void *ud)
@@ -1022,7 +1024,7 @@ static int dl_start(struct dl *d, CURLM *m)
 			r->ev->on_file_start(r->o->ctx, d->f);
 	}
 	if (curl_multi_add_handle(m, d->e) != CURLM_OK) {
-		dl_fail(d, "exception", "cannot start the transfer of %s", d->f->url);
+		dl_fail(d, "exception", "cannot start the transfer");
 		return -1;
 	}
 	d->st = DL_ACTIVE;
@@ -1038,11 +1040,11 @@ static void dl_retry(struct dl *d, const char *why, const char *retry_after)
 
 	if (ndjson_errors(d->nd)) {
 		/* the content is already known to be bad: no point in fetching it again */
-		dl_fail(d, "structure", "%s has invalid lines and then failed: %s", d->f->url, why);
+		dl_fail(d, "structure", "file has invalid lines and then failed: %s", why);
 		return;
 	}
 	if (d->attempt >= r->retries) {
-		dl_fail(d, "transient", "download of %s failed after %d attempts: %s", d->f->url, d->attempt + 1, why);
+		dl_fail(d, "transient", "download failed after %d attempts: %s", d->attempt + 1, why);
 		return;
 	}
 	ms = xp_retry_ms(r, retry_after, d->attempt);
@@ -1068,10 +1070,10 @@ static void dl_complete(struct dl *d)
 	d->f->lines = ndjson_lines(d->nd);
 	errors = ndjson_errors(d->nd);
 	if (d->line_issues > LINE_ISSUE_CAP)
-		file_issue(d, "error", "structure", 0, "%s: %lld lines with problems, only the first %d reported",
-			   d->f->url, errors, LINE_ISSUE_CAP);
+		file_issue(d, "error", "structure", 0, "%lld lines with problems, only the first %d reported",
+			   errors, LINE_ISSUE_CAP);
 	if (d->f->manifest_count >= 0 && d->f->lines != d->f->manifest_count) {
-		file_issue(d, "error", "value", 0, "%s has %lld resources but the manifest says %lld", d->f->url,
+		file_issue(d, "error", "value", 0, "line count %lld does not match the manifest count %lld",
 			   d->f->lines, d->f->manifest_count);
 		errors++;
 	}
@@ -1125,7 +1127,7 @@ static void dl_ended(struct dl *d, CURLcode cc)
 		curl_easy_getinfo(d->e, CURLINFO_REDIRECT_URL, &loc);
 		if (loc) {
 			if (d->redirects >= HTTP_MAX_REDIRECTS) {
-				dl_fail(d, "exception", "download of %s: more than %d redirects", d->f->url,
+				dl_fail(d, "exception", "more than %d redirects",
 					HTTP_MAX_REDIRECTS);
 				return;
 			}
@@ -1152,7 +1154,7 @@ static void dl_ended(struct dl *d, CURLcode cc)
 	if (busy_status(status))
 		dl_retry(d, text ? text : "server busy", d->resp.retry_after);
 	else
-		dl_fail(d, "exception", "download of %s failed: %s", d->f->url, text ? text : "error");
+		dl_fail(d, "exception", "download failed: %s", text ? text : "error");
 	free(text);
 	json_object_put(doc);
 }
@@ -1425,7 +1427,8 @@ out:
 		ret = -1;
 		free(res->error_message);
 		res->error_message = strdup("the export was stopped");
-		delete_status(&r);
+		if (r.stopped != EXPORT_STOP_ABANDON)   /* drain / lost lease: another worker continues it */
+			delete_status(&r);
 	} else if (ret < 0 && res->http_status == 504) {
 		delete_status(&r);   /* given up on: let the provider free it */
 	}

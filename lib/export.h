@@ -17,6 +17,17 @@ struct dest;   /* lib/dest.h */
 
 enum export_kind { EXPORT_DYNAMIC, EXPORT_STATIC };
 
+/* What a file with invalid lines does. */
+enum export_invalid_policy {
+	EXPORT_INVALID_DROP_FILE = 0, /* file not stored, outcome errors, other files go on (worker default) */
+	EXPORT_INVALID_FAIL,          /* stop the whole export at the first invalid line */
+	EXPORT_INVALID_SKIP_LINE,     /* store the file without the invalid lines, record each one */
+};
+
+/* Return values of should_stop. */
+#define EXPORT_STOP_CANCEL  1     /* stop and DELETE the export at the provider */
+#define EXPORT_STOP_ABANDON 2     /* stop now, no provider call, no commit (drain, lost lease) */
+
 /* SMART Backend Services credentials for the data provider. */
 struct export_auth {
 	int open;                 /* 1: provider needs no auth */
@@ -50,6 +61,26 @@ struct export_opts {
 	long deadline;            /* absolute unix time after which the export fails */
 	struct dest *dest;        /* where files go */
 	void *ctx;                /* passed to every event callback */
+
+	/* ---- bulk-data client features (issue 3); zero values keep the worker's behaviour ---- */
+	const char *name_template;    /* "{n}.{type}.ndjson" when NULL; also {page}, {basename}, {exportId} */
+	const char *export_id;        /* for {exportId} and log events; NULL: engine makes one */
+	enum export_invalid_policy invalid_policy;
+	const char *const *token_origins; /* more origins (scheme://host:port) allowed to get the bearer token */
+	const char *ca_file;          /* CA bundle for TLS, NULL: system default */
+	int insecure;                 /* 1: do not verify TLS certificates */
+	const char *proxy;            /* libcurl proxy URL or NULL */
+	int lenient;                  /* send "Prefer: handling=lenient" with the kick-off */
+	int save_manifest;            /* write manifest.json to the destination after every file is stored */
+	int resume;                   /* keep/continue state in the destination (state file, Range) */
+	struct export_attach_opts {
+		int enabled;              /* process DocumentReference / DiagnosticReport.presentedForm attachments */
+		const char *const *inline_types; /* MIME types put inline (NULL-terminated) */
+		long inline_max;          /* bytes; larger ones are saved under attachments/ */
+		int pdf_to_text;          /* inline PDFs become text/plain via pdftotext */
+		long pdftotext_timeout;   /* seconds, default 10 */
+		long pdftotext_max_mem;   /* bytes of address space for the child, default 512 MiB */
+	} attach;
 };
 
 /* One manifest file as the engine sees it. */
@@ -89,8 +120,14 @@ struct export_events {
 	/* ok=1: stored and valid.  ok=0: failed; the issues were already reported. */
 	void (*on_file_done)(void *ctx, struct export_file *f, int ok);
 	void (*on_issue)(void *ctx, const struct export_issue *iss);
-	/* Polled often; return 1 to stop (the engine then DELETEs the provider's status URL). */
+	/* Polled often; EXPORT_STOP_CANCEL (1) or EXPORT_STOP_ABANDON (2) to stop. */
 	int (*should_stop)(void *ctx);
+	/* Structured log events named as in the SMART bulk-data client's export
+	 * log: kickoff, status_progress, status_complete, status_error,
+	 * status_page_complete, manifest_complete, download_request,
+	 * download_complete, download_error, export_complete, client_error.
+	 * `details` is borrowed; never contains tokens or keys. */
+	void (*on_log)(void *ctx, const char *event, json_object *details);
 };
 
 /* Result of a whole export. */

@@ -156,7 +156,7 @@ test('bad files become outcome errors while other files are stored (partial succ
   const errors = lines.filter((l) => l.issue[0].severity === 'error').map((l) => l.issue[0].diagnostics);
   assert.ok(errors.some((d) => /Condition/.test(d) && /line 3/.test(d)), errors.join('\n'));
   assert.ok(errors.some((d) => /Encounter/.test(d) && /line 2/.test(d) && /Observation/.test(d)), errors.join('\n'));
-  assert.ok(errors.some((d) => /Device/.test(d) && /count/i.test(d)), errors.join('\n'));
+  assert.ok(errors.some((d) => /Device/.test(d) && /count/i.test(d) && /manifest/.test(d)), errors.join('\n'));
   const rows = sql("SELECT type, state FROM import_files WHERE import_id = :'p1' ORDER BY type", id);
   assert.deepEqual(rows.map((r) => r.join(':')), ['Condition:failed', 'Device:failed', 'Encounter:failed', 'Patient:done']);
 });
