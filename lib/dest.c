@@ -1,42 +1,16 @@
-/* Destinations: a filesystem folder, or "none" (discard).  See dest.h.
- *
- * Filesystem files are written to ".<name>.part" in the folder (opened with
- * O_EXCL|O_NOFOLLOW relative to the folder's fd, so nothing can redirect the
- * write), fsync'd, renamed to <name> and the folder fsync'd: after a crash a
- * final name always holds a complete file.  Safe names never start with '.',
- * so a part file cannot collide with a final one. */
-#include "dest.h"
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
+/* Destinations: dispatch to a backend (dest_fs.c folder, dest_none.c,
+ * dest_s3.c, dest_http.c) plus what they share: name checks, content types,
+ * the generic dest_put.  See dest.h and dest_int.h. */
+#include "dest_int.h"
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/stat.h>
 
 #define SAFE_NAME_MAX 200   /* leaves room for ".part" and the '.' under NAME_MAX */
 
-enum dest_kind { DEST_DIR, DEST_NONE };
-
-struct dest {
-	enum dest_kind kind;
-	char *dir;
-	int dirfd;
-};
-
-struct dest_file {
-	struct dest *d;
-	char *name;
-	char *part;
-	int fd;
-};
-
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(char **err, const char *fmt, ...)
+void dest_set_err(char **err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -50,251 +24,245 @@ static void set_err(char **err, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* mkdir -p with mode 0750 for the parts we create. */
-static int mkdirs(const char *path)
+int dest_file_init(struct dest_file *f, struct dest *d, const char *name, char **err)
 {
-	char *p = strdup(path), *s;
-	int rc = -1;
-
-	if (!p)
-		return -1;
-	for (s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0750) < 0 && errno != EEXIST)
-			goto out;
-		*s = '/';
-	}
-	if (mkdir(p, 0750) < 0 && errno != EEXIST)
-		goto out;
-	rc = 0;
-out:
-	free(p);
-	return rc;
-}
-
-struct dest *dest_open(const char *spec, char **err)
-{
-	struct dest *d = NULL;
-
-	if (!spec || !*spec) {
-		set_err(err, "empty destination");
-		return NULL;
-	}
-	d = calloc(1, sizeof *d);
-	if (!d) {
-		set_err(err, "out of memory");
-		return NULL;
-	}
-	d->dirfd = -1;
-	if (!strcmp(spec, "none")) {
-		d->kind = DEST_NONE;
-		return d;
-	}
-	if (strstr(spec, "://")) {
-		set_err(err, "unsupported destination \"%s\" (only a folder path or \"none\")", spec);
-		goto fail;
-	}
-	d->kind = DEST_DIR;
-	d->dir = strdup(spec);
-	if (!d->dir) {
-		set_err(err, "out of memory");
-		goto fail;
-	}
-	if (mkdirs(spec) < 0) {
-		set_err(err, "cannot create folder %s: %s", spec, strerror(errno));
-		goto fail;
-	}
-	d->dirfd = open(spec, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (d->dirfd < 0) {
-		set_err(err, "cannot open folder %s: %s", spec, strerror(errno));
-		goto fail;
-	}
-	return d;
-fail:
-	dest_close(d);
-	return NULL;
-}
-
-void dest_close(struct dest *d)
-{
-	if (!d)
-		return;
-	if (d->dirfd >= 0)
-		close(d->dirfd);
-	free(d->dir);
-	free(d);
-}
-
-/* What dest_safe_name() can return: guards against callers that skip it. */
-static int name_is_safe(const char *name)
-{
-	const char *p;
-
-	if (!name || !*name || name[0] == '.' || strlen(name) > SAFE_NAME_MAX)
-		return 0;
-	for (p = name; *p; p++)
-		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-		      *p == '.' || *p == '_' || *p == '-'))
-			return 0;
-	return 1;
-}
-
-struct dest_file *dest_file_open(struct dest *d, const char *name, char **err)
-{
-	struct dest_file *f;
-
-	if (!name_is_safe(name)) {
-		set_err(err, "unsafe file name");
-		return NULL;
-	}
-	f = calloc(1, sizeof *f);
-	if (!f || !(f->name = strdup(name))) {
-		set_err(err, "out of memory");
-		goto fail;
-	}
 	f->d = d;
-	f->fd = -1;
-	if (d->kind == DEST_NONE)
-		return f;
-	if (asprintf(&f->part, ".%s.part", name) < 0) {
-		f->part = NULL;
-		set_err(err, "out of memory");
-		goto fail;
-	}
-	f->fd = openat(d->dirfd, f->part, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
-	if (f->fd < 0 && errno == EEXIST) {
-		/* left over by a crashed run: never complete, safe to replace */
-		unlinkat(d->dirfd, f->part, 0);
-		f->fd = openat(d->dirfd, f->part, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
-	}
-	if (f->fd < 0) {
-		set_err(err, "cannot create %s/%s: %s", d->dir, f->part, strerror(errno));
-		goto fail;
-	}
-	return f;
-fail:
-	if (f) {
-		free(f->name);
-		free(f->part);
-		free(f);
-	}
-	return NULL;
-}
-
-int dest_file_write(struct dest_file *f, const void *data, size_t len, char **err)
-{
-	const char *p = data;
-	ssize_t n;
-
-	if (f->d->kind == DEST_NONE)
-		return 0;
-	while (len) {
-		n = write(f->fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			set_err(err, "cannot write %s/%s: %s", f->d->dir, f->part, strerror(errno));
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
+	f->size = 0;
+	f->content_type = NULL;
+	f->name = strdup(name);
+	if (!f->name) {
+		dest_set_err(err, "out of memory");
+		return -1;
 	}
 	return 0;
 }
 
-static void file_free(struct dest_file *f)
+void dest_file_fini(struct dest_file *f)
 {
-	if (f->fd >= 0)
-		close(f->fd);
 	free(f->name);
-	free(f->part);
-	free(f);
+	free(f->content_type);
+	f->name = f->content_type = NULL;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && !strcasecmp(s + n - m, suffix);
+}
+
+const char *dest_content_type(const char *name)
+{
+	if (ends_with(name, ".ndjson"))
+		return "application/fhir+ndjson";
+	if (ends_with(name, ".json"))
+		return "application/json";
+	if (ends_with(name, ".pdf"))
+		return "application/pdf";
+	if (ends_with(name, ".txt"))
+		return "text/plain";
+	return "application/octet-stream";
+}
+
+const char *dest_file_content_type(const struct dest_file *f)
+{
+	return f->content_type ? f->content_type : dest_content_type(f->name);
+}
+
+/* One segment as dest_safe_name() returns it. */
+static int segment_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (!n || n > SAFE_NAME_MAX || s[0] == '.')
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+int dest_name_ok(const char *name)
+{
+	const char *p, *slash;
+	int depth = 0;
+
+	if (!name || !*name)
+		return 0;
+	for (p = name;; p = slash + 1) {
+		slash = strchr(p, '/');
+		if (!segment_ok(p, slash ? (size_t)(slash - p) : strlen(p)) || ++depth > DEST_MAX_DEPTH)
+			return 0;
+		if (!slash)
+			return 1;
+	}
+}
+
+static const struct dest_ops *ops_for(const char *spec)
+{
+	if (!strcmp(spec, "none"))
+		return &dest_none_ops;
+	if (!strncmp(spec, "s3://", 5))
+		return &dest_s3_ops;
+	if (!strncasecmp(spec, "http://", 7) || !strncasecmp(spec, "https://", 8))
+		return &dest_http_ops;
+	if (strstr(spec, "://"))
+		return NULL;
+	return &dest_fs_ops;
+}
+
+struct dest *dest_open_conf(const char *spec, const struct dest_conf *conf, char **err)
+{
+	static const struct dest_conf defaults;
+	const struct dest_ops *ops;
+
+	if (!spec || !*spec) {
+		dest_set_err(err, "empty destination");
+		return NULL;
+	}
+	ops = ops_for(spec);
+	if (!ops || !ops->open) {
+		dest_set_err(err, "unsupported destination \"%.200s\" (a folder path, \"none\", "
+			     "s3://bucket/prefix or an http(s) URL)", spec);
+		return NULL;
+	}
+	return ops->open(spec, conf ? conf : &defaults, err);
+}
+
+struct dest *dest_open(const char *spec, char **err)
+{
+	return dest_open_conf(spec, NULL, err);
+}
+
+void dest_close(struct dest *d)
+{
+	if (d)
+		d->ops->close(d);
+}
+
+struct dest_file *dest_file_open(struct dest *d, const char *name, char **err)
+{
+	if (!dest_name_ok(name)) {
+		dest_set_err(err, "unsafe file name");
+		return NULL;
+	}
+	return d->ops->file_open(d, name, err);
+}
+
+int dest_file_write(struct dest_file *f, const void *data, size_t len, char **err)
+{
+	if (!len)
+		return 0;
+	if (f->d->ops->file_write(f, data, len, err) < 0)
+		return -1;
+	f->size += (long long)len;
+	return 0;
 }
 
 int dest_file_commit(struct dest_file *f, char **err)
 {
-	struct dest *d = f->d;
-	int rc = -1;
-
-	if (d->kind == DEST_NONE) {
-		rc = 0;
-		goto out;
-	}
-	if (fsync(f->fd) < 0) {
-		set_err(err, "cannot sync %s/%s: %s", d->dir, f->part, strerror(errno));
-		goto fail;
-	}
-	if (close(f->fd) < 0) {
-		f->fd = -1;
-		set_err(err, "cannot close %s/%s: %s", d->dir, f->part, strerror(errno));
-		goto fail;
-	}
-	f->fd = -1;
-	if (renameat(d->dirfd, f->part, d->dirfd, f->name) < 0) {
-		set_err(err, "cannot rename %s/%s: %s", d->dir, f->part, strerror(errno));
-		goto fail;
-	}
-	if (fsync(d->dirfd) < 0) {
-		set_err(err, "cannot sync folder %s: %s", d->dir, strerror(errno));
-		goto out;   /* renamed already; nothing to undo */
-	}
-	rc = 0;
-	goto out;
-fail:
-	unlinkat(d->dirfd, f->part, 0);
-out:
-	file_free(f);
-	return rc;
+	return f->d->ops->file_commit(f, err);
 }
 
 void dest_file_abort(struct dest_file *f)
 {
-	if (!f)
-		return;
-	if (f->d->kind == DEST_DIR && f->part)
-		unlinkat(f->d->dirfd, f->part, 0);
-	file_free(f);
+	if (f)
+		f->d->ops->file_abort(f);
 }
 
 int dest_remove_all(struct dest *d, char **err)
 {
-	struct dirent *de;
-	struct stat st;
-	DIR *dir = NULL;
-	int fd, rc = -1;
+	return d->ops->remove_all(d, err);
+}
 
-	if (d->kind == DEST_NONE)
-		return 0;
-	fd = dup(d->dirfd);
-	if (fd < 0 || !(dir = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
-		set_err(err, "cannot list %s: %s", d->dir, strerror(errno));
+int dest_put(struct dest *d, const char *name, const void *data, size_t len, const char *content_type, char **err)
+{
+	struct dest_file *f;
+
+	if (!dest_name_ok(name)) {
+		dest_set_err(err, "unsafe file name");
 		return -1;
 	}
-	rewinddir(dir);
-	while ((de = readdir(dir))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (fstatat(d->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
-			continue;   /* not ours: leave it, rmdir below reports it */
-		if (unlinkat(d->dirfd, de->d_name, 0) < 0 && errno != ENOENT) {
-			set_err(err, "cannot remove %s/%s: %s", d->dir, de->d_name, strerror(errno));
-			goto out;
-		}
+	if (d->ops->put)
+		return d->ops->put(d, name, data, len, content_type, err);
+	if (!(f = d->ops->file_open(d, name, err)))
+		return -1;
+	if (content_type && !(f->content_type = strdup(content_type))) {
+		dest_set_err(err, "out of memory");
+		goto fail;
 	}
-	if (rmdir(d->dir) < 0 && errno != ENOENT) {
-		set_err(err, "cannot remove folder %s: %s", d->dir, strerror(errno));
-		goto out;
+	if (dest_file_write(f, data, len, err) < 0)
+		goto fail;
+	return d->ops->file_commit(f, err);
+fail:
+	d->ops->file_abort(f);
+	return -1;
+}
+
+int dest_get(struct dest *d, const char *name, struct buf *out, char **err)
+{
+	if (err) {
+		free(*err);
+		*err = NULL;
 	}
-	rc = 0;
-out:
-	closedir(dir);
-	return rc;
+	if (!dest_name_ok(name)) {
+		dest_set_err(err, "unsafe file name");
+		return -1;
+	}
+	if (!d->ops->get)
+		return -1;   /* nothing can be read back: absent */
+	return d->ops->get(d, name, out, err);
+}
+
+int dest_can_resume(struct dest *d)
+{
+	return d && d->ops->file_reopen != NULL;
+}
+
+struct dest_file *dest_file_reopen(struct dest *d, const char *name, long long *have, char **err)
+{
+	*have = 0;
+	if (!dest_name_ok(name)) {
+		dest_set_err(err, "unsafe file name");
+		return NULL;
+	}
+	if (!d->ops->file_reopen)
+		return d->ops->file_open(d, name, err);
+	return d->ops->file_reopen(d, name, have, err);
+}
+
+int dest_file_read_partial(struct dest *d, const char *name,
+			   int (*fn)(void *ctx, const void *data, size_t len), void *ctx, char **err)
+{
+	if (!dest_name_ok(name)) {
+		dest_set_err(err, "unsafe file name");
+		return -1;
+	}
+	if (!d->ops->read_partial)
+		return 0;    /* never anything partial */
+	return d->ops->read_partial(d, name, fn, ctx, err);
+}
+
+int dest_file_truncate(struct dest_file *f, long long len, char **err)
+{
+	if (len < 0 || len > f->size) {
+		dest_set_err(err, "cannot truncate %s to %lld bytes (has %lld)", f->name, len, f->size);
+		return -1;
+	}
+	if (len == f->size)
+		return 0;
+	if (!f->d->ops->file_truncate) {
+		dest_set_err(err, "cannot truncate %s: the %s destination does not support it", f->name, f->d->ops->kind);
+		return -1;
+	}
+	if (f->d->ops->file_truncate(f, len, err) < 0)
+		return -1;
+	f->size = len;
+	return 0;
 }
 
 /* FNV-1a: only to keep truncated long names distinct, not for security. */

@@ -9,12 +9,14 @@
 struct dest;
 struct dest_file;
 
-/* "dir" for a filesystem folder (created if missing); "none" discards.
- * Later: s3://bucket/prefix, http(s)://...  NULL + *err on bad spec. */
+/* A folder path (created if missing), "none" (discards), s3://bucket/prefix
+ * or http(s)://base (see dest_open_conf).  NULL + *err on a bad spec. */
 struct dest *dest_open(const char *spec, char **err);
 void dest_close(struct dest *d);
 
-/* `name` must be a safe relative name produced by dest_safe_name(). */
+/* `name` must be a safe relative name produced by dest_safe_name(), or up
+ * to 3 of them joined by '/' (e.g. "attachments/x.pdf"; a folder creates the
+ * sub-folders).  Anything else is refused. */
 struct dest_file *dest_file_open(struct dest *d, const char *name, char **err);
 int dest_file_write(struct dest_file *f, const void *data, size_t len, char **err);
 /* Make the file visible under its name; frees f. */
@@ -49,18 +51,25 @@ struct dest *dest_open_conf(const char *spec, const struct dest_conf *conf, char
 /* Whole small objects (state file, manifest): stored atomically.
  * content_type may be NULL (guessed from the name). */
 int dest_put(struct dest *d, const char *name, const void *data, size_t len, const char *content_type, char **err);
-/* Read a small object back (resume state); -1 and *err = NULL when absent. */
+/* Read a small object back (resume state), appending it to out: 0, or -1
+ * with *err = NULL when absent (always so for "none" and http destinations,
+ * which cannot read back), -1 with *err set on a real failure. */
 int dest_get(struct dest *d, const char *name, struct buf *out, char **err);
 
 /* Resume support (folders only; dest_can_resume() says).  Reopen a partial
  * file left by an interrupted run: *have = bytes already written (0 when
- * there is none); writes append.  dest_file_read_partial feeds those bytes
- * to fn so the caller can rebuild its hash and validator state. */
+ * there is none; elsewhere always 0, just like dest_file_open); writes
+ * append.  dest_file_read_partial feeds those bytes to fn in chunks of at
+ * most 64 KiB so the caller can rebuild its hash and validator state: it
+ * returns 0 (also when there is no partial file), -1 with *err on a read
+ * error, or the first non-zero value fn returned (which stops it). */
 int dest_can_resume(struct dest *d);
 struct dest_file *dest_file_reopen(struct dest *d, const char *name, long long *have, char **err);
 int dest_file_read_partial(struct dest *d, const char *name,
 			   int (*fn)(void *ctx, const void *data, size_t len), void *ctx, char **err);
-/* Truncate a reopened file back to `len` bytes (drop a partial last line). */
+/* Truncate a reopened file back to `len` bytes (drop a partial last line);
+ * len may not exceed what the file has.  -1 + *err elsewhere than folders
+ * unless len is the current size. */
 int dest_file_truncate(struct dest_file *f, long long len, char **err);
 
 /* A file name that cannot escape the destination: keeps [A-Za-z0-9._-],

@@ -56,6 +56,144 @@ static int count_entries(const char *dir)
 	return n;
 }
 
+struct acc {
+	struct buf b;
+	int calls;
+	size_t max_chunk;
+	int stop_after;   /* >0: return 7 on that call */
+};
+
+static int acc_fn(void *ctx, const void *data, size_t len)
+{
+	struct acc *a = ctx;
+
+	a->calls++;
+	if (len > a->max_chunk)
+		a->max_chunk = len;
+	buf_append(&a->b, data, len);
+	return a->stop_after && a->calls == a->stop_after ? 7 : 0;
+}
+
+/* dest_put/dest_get, sub-folders, the resume API on a folder */
+static void test_folder_extras(const char *root)
+{
+	char path[512], *err = NULL, *s;
+	struct buf b = BUF_INIT;
+	struct acc a = { BUF_INIT, 0, 0, 0 };
+	struct dest *d;
+	struct dest_file *f;
+	long long have = -1;
+	struct stat st;
+	size_t len, i;
+	char *big;
+
+	snprintf(path, sizeof path, "%s/extras", root);
+	d = dest_open_conf(path, NULL, &err);
+	T_CHECK(d != NULL, "dest_open_conf folder, NULL conf");
+	if (!d)
+		return;
+	T_CHECK(dest_can_resume(d) == 1, "folder can resume");
+
+	/* put / get */
+	T_CHECK(dest_get(d, "state.json", &b, &err) == -1 && err == NULL, "get absent: -1, err NULL");
+	T_CHECK(dest_put(d, "state.json", "{\"v\":1}", 7, NULL, &err) == 0, "put");
+	T_CHECK(dest_put(d, "state.json", "{\"v\":22}", 8, "application/json", &err) == 0, "put replaces");
+	T_CHECK(dest_get(d, "state.json", &b, &err) == 0 && b.len == 8 && !memcmp(b.data, "{\"v\":22}", 8), "get returns last put");
+	snprintf(path, sizeof path, "%s/extras/.state.json.part", root);
+	T_CHECK(stat(path, &st) < 0, "put leaves no part file");
+	T_CHECK(dest_put(d, "../state.json", "x", 1, NULL, &err) == -1 && err, "put refuses unsafe name");
+	free(err);
+	err = NULL;
+	buf_reset(&b);
+	T_CHECK(dest_put(d, "empty.json", "", 0, NULL, &err) == 0 && dest_get(d, "empty.json", &b, &err) == 0 && b.len == 0,
+		"put/get empty object");
+	snprintf(path, sizeof path, "%s/extras/link.json", root);
+	T_CHECK(symlink("/etc/passwd", path) == 0, "plant symlink at a final name");
+	T_CHECK(dest_get(d, "link.json", &b, &err) == -1 && err != NULL, "get does not follow a symlink");
+	free(err);
+	err = NULL;
+
+	/* sub-folders */
+	T_CHECK(dest_put(d, "attachments/a.pdf", "%PDF", 4, NULL, &err) == 0, "put into a sub-folder");
+	snprintf(path, sizeof path, "%s/extras/attachments/a.pdf", root);
+	s = slurp(path, &len);
+	T_CHECK(s && len == 4 && !memcmp(s, "%PDF", 4), "sub-folder file content");
+	free(s);
+	T_CHECK(dest_file_open(d, "attachments/../x", &err) == NULL, "refuse .. segment");
+	free(err);
+	err = NULL;
+	T_CHECK(dest_file_open(d, "a//b", &err) == NULL, "refuse empty segment");
+	free(err);
+	err = NULL;
+	T_CHECK(dest_file_open(d, "a/", &err) == NULL, "refuse trailing slash");
+	free(err);
+	err = NULL;
+	T_CHECK(dest_file_open(d, "a/b/c/d", &err) == NULL, "refuse too deep");
+	free(err);
+	err = NULL;
+	snprintf(path, sizeof path, "%s/extras/evil", root);
+	T_CHECK(symlink("/tmp", path) == 0, "plant symlinked folder");
+	T_CHECK(dest_file_open(d, "evil/x.ndjson", &err) == NULL && err, "symlinked sub-folder not followed");
+	free(err);
+	err = NULL;
+
+	/* resume: nothing partial yet */
+	T_CHECK(dest_file_read_partial(d, "5.Obs.ndjson", acc_fn, &a, &err) == 0 && a.calls == 0, "read_partial without part: 0, no calls");
+	f = dest_file_reopen(d, "5.Obs.ndjson", &have, &err);
+	T_CHECK(f && have == 0, "reopen without part: have 0");
+	big = malloc(200000);
+	for (i = 0; i < 200000; i++)
+		big[i] = (char)('a' + i % 26);
+	T_CHECK(f && dest_file_write(f, big, 150000, &err) == 0, "write 150000");
+	/* "crash": the handle is lost without commit/abort; close via a second reopen */
+	{
+		struct dest_file *g = dest_file_reopen(d, "5.Obs.ndjson", &have, &err);
+
+		T_CHECK(g && have == 150000, "reopen sees the partial size");
+		T_CHECK(dest_file_read_partial(d, "5.Obs.ndjson", acc_fn, &a, &err) == 0 && a.b.len == 150000 &&
+			!memcmp(a.b.data, big, 150000) && a.max_chunk <= 65536 && a.calls >= 3,
+			"read_partial streams the bytes in bounded chunks");
+		T_CHECK(g && dest_file_truncate(g, 150001, &err) == -1 && err, "truncate cannot extend");
+		free(err);
+		err = NULL;
+		T_CHECK(g && dest_file_truncate(g, 100000, &err) == 0, "truncate");
+		T_CHECK(g && dest_file_write(g, big + 100000, 100000, &err) == 0, "append after truncate");
+		T_CHECK(g && dest_file_commit(g, &err) == 0, "commit resumed file");
+	}
+	dest_file_abort(f);   /* the old handle: its part is gone already */
+	snprintf(path, sizeof path, "%s/extras/5.Obs.ndjson", root);
+	{
+		FILE *fp = fopen(path, "rb");
+		char *got = malloc(200001);
+
+		len = fp ? fread(got, 1, 200001, fp) : 0;
+		if (fp)
+			fclose(fp);
+		T_CHECK(len == 200000 && !memcmp(got, big, 200000), "resumed file is byte-identical");
+		free(got);
+	}
+	a.calls = 0;
+	a.stop_after = 1;
+	buf_reset(&a.b);
+	f = dest_file_reopen(d, "6.Obs.ndjson", &have, &err);
+	T_CHECK(f && dest_file_write(f, big, 200000, &err) == 0, "write another partial");
+	T_CHECK(dest_file_read_partial(d, "6.Obs.ndjson", acc_fn, &a, &err) == 7 && a.calls == 1, "callback's non-zero stops and is returned");
+	dest_file_abort(f);
+	f = dest_file_reopen(d, "attachments/7.bin", &have, &err);
+	T_CHECK(f && have == 0 && dest_file_write(f, "xy", 2, &err) == 0, "reopen in a sub-folder");
+	dest_file_abort(f);
+	free(big);
+
+	/* remove_all recurses into sub-folders */
+	snprintf(path, sizeof path, "%s/extras", root);
+	T_CHECK(dest_remove_all(d, &err) == 0 && stat(path, &st) < 0, "remove_all with sub-folders");
+	T_CHECK(stat("/tmp", &st) == 0, "symlinked folder target untouched");
+	dest_close(d);
+	buf_free(&a.b);
+	buf_free(&b);
+	free(err);
+}
+
 int main(void)
 {
 	char tmpl[] = "/tmp/test_dest.XXXXXX", path[512], *err = NULL, *s;
@@ -170,7 +308,7 @@ int main(void)
 	T_CHECK(dest_open("", &err) == NULL && err, "empty spec refused");
 	free(err);
 	err = NULL;
-	T_CHECK(dest_open("s3://bucket/x", &err) == NULL && err, "unsupported spec refused");
+	T_CHECK(dest_open("ftp://bucket/x", &err) == NULL && err, "unsupported spec refused");
 	free(err);
 	err = NULL;
 	T_CHECK(dest_open("/proc/definitely/not/creatable", &err) == NULL && err, "uncreatable folder refused");
@@ -184,8 +322,27 @@ int main(void)
 	T_CHECK(f && dest_file_write(f, "abc", 3, &err) == 0 && dest_file_commit(f, &err) == 0, "none write+commit");
 	f = dest_file_open(d, "2.Patient.ndjson", &err);
 	dest_file_abort(f);
+	T_CHECK(dest_put(d, "state.json", "{}", 2, NULL, &err) == 0, "none put succeeds");
+	{
+		struct buf b = BUF_INIT;
+		long long have = -1;
+
+		T_CHECK(dest_get(d, "state.json", &b, &err) == -1 && err == NULL, "none get: absent");
+		T_CHECK(dest_can_resume(d) == 0, "none cannot resume");
+		f = dest_file_reopen(d, "1.Patient.ndjson", &have, &err);
+		T_CHECK(f && have == 0 && dest_file_write(f, "ab", 2, &err) == 0, "none reopen acts like open");
+		T_CHECK(f && dest_file_truncate(f, 1, &err) == -1 && err, "none truncate refused");
+		free(err);
+		err = NULL;
+		T_CHECK(f && dest_file_truncate(f, 2, &err) == 0, "none truncate to current size ok");
+		T_CHECK(f && dest_file_commit(f, &err) == 0, "none commit after reopen");
+		T_CHECK(dest_file_read_partial(d, "1.Patient.ndjson", acc_fn, NULL, &err) == 0, "none read_partial: nothing");
+		buf_free(&b);
+	}
 	T_CHECK(dest_remove_all(d, &err) == 0, "none remove_all");
 	dest_close(d);
+
+	test_folder_extras(tmpl);
 
 	snprintf(path, sizeof path, "%s/sub", tmpl);
 	rmdir(path);
