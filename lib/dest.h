@@ -29,21 +29,38 @@ int dest_remove_all(struct dest *d, char **err);
 /* ---- additions for the bulk-data client (issue 3) ---- */
 
 /* Spec forms: a folder path, "none", "s3://bucket/prefix" (AWS SigV4 via
- * libcurl; region/endpoint/credentials from struct dest_s3_conf or the usual
- * AWS_* environment variables), "http(s)://..." (one PUT or POST per file). */
+ * libcurl; region/endpoint/credentials from struct dest_conf or the usual
+ * AWS_* environment variables), "http(s)://..." (one PUT or POST per file).
+ * All fields are optional (zero = default) and borrowed during dest_open_conf
+ * only: the destination keeps copies.
+ *
+ * S3: the key of a file is prefix + "/" + name.  Small files are one
+ * PutObject on commit; once s3_part_size bytes are buffered a multipart
+ * upload starts and each full part is sent from dest_file_write, so memory
+ * stays bounded by one part.  Upload errors fail the file (write/commit -1
+ * with the S3 error code).  dest_remove_all deletes every key under prefix/.
+ * HTTP: each file is spooled to an unlinked temp file in $TMPDIR and sent on
+ * commit to <base URL>/<name> (query string of the base kept); 2xx required,
+ * 5xx and connection errors retried.  dest_get says absent and
+ * dest_remove_all does nothing (what the receiver got is its own). */
 struct dest_conf {
 	const char *s3_region;        /* NULL: $AWS_REGION, $AWS_DEFAULT_REGION, "us-east-1" */
-	const char *s3_endpoint;      /* NULL: https://s3.<region>.amazonaws.com; path-style when set */
+	const char *s3_endpoint;      /* NULL: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else
+	                               * https://<bucket>.s3.<region>.amazonaws.com; path-style when set */
 	const char *s3_access_key;    /* NULL: $AWS_ACCESS_KEY_ID */
 	const char *s3_secret_key;    /* NULL: $AWS_SECRET_ACCESS_KEY */
 	const char *s3_session_token; /* NULL: $AWS_SESSION_TOKEN */
 	long s3_part_size;            /* multipart part size in bytes (>= 5 MiB), default 8 MiB */
 	const char *http_method;      /* "PUT" (default) or "POST" */
-	const char *const *http_headers; /* extra "Name: value" for uploads */
-	int retries;                  /* upload retries, default 3 */
+	const char *const *http_headers; /* extra "Name: value" for uploads, NULL-terminated */
+	int retries;                  /* upload retries, 0: default 3, < 0: none */
 	const char *ca_file;
 	int insecure;
-	long connect_timeout, idle_timeout;
+	long connect_timeout, idle_timeout; /* seconds; <= 0: 10 and 60 */
+	/* additions (optional): */
+	const char *user_agent;       /* NULL: "bulk-data" */
+	int (*should_stop)(void *ctx); /* polled during uploads and retry waits; 1 aborts */
+	void *stop_ctx;
 };
 /* Like dest_open with settings; conf may be NULL (defaults). */
 struct dest *dest_open_conf(const char *spec, const struct dest_conf *conf, char **err);

@@ -62,4 +62,62 @@ int dest_name_ok(const char *name);
 #define DEST_MAX_DEPTH 3
 #define DEST_GET_MAX (64L << 20)   /* dest_get refuses larger objects */
 
+/* ---- network backends (dest_net.c): S3 and HTTP ---- */
+#include <curl/curl.h>
+#include "buf.h"
+
+/* Owned copy of the transfer settings of a struct dest_conf plus one easy
+ * handle reused for every request (keeps the connection alive).  A
+ * destination is used by one thread at a time. */
+struct dest_net {
+	int retries;
+	char *ca_file, *user_agent;
+	int insecure;
+	long connect_timeout, idle_timeout;
+	int (*should_stop)(void *ctx);
+	void *stop_ctx;
+	CURL *curl;
+};
+int dest_net_init(struct dest_net *n, const struct dest_conf *c, char **err);
+void dest_net_free(struct dest_net *n);
+
+/* A request body: from memory, or from fd (pread from offset 0) when fd >= 0. */
+struct dest_body {
+	const void *mem;
+	int fd;
+	long long len;
+};
+
+/* One request.  Inputs borrowed; outputs owned, released by dest_xfer_free. */
+struct dest_xfer {
+	const char *method;            /* GET PUT POST DELETE */
+	const char *url;
+	const struct curl_slist *headers;
+	const struct dest_body *body;  /* NULL: none */
+	size_t max_resp;               /* response body cap; 0: 64 KiB */
+	const char *aws_sigv4;         /* CURLOPT_AWS_SIGV4 or NULL */
+	const char *user, *password;   /* with aws_sigv4: access key, secret */
+	/* outputs of the last attempt */
+	long status;                   /* 0: no response */
+	struct buf resp;
+	int resp_truncated;
+	char *etag;                    /* ETag response header, NULL when absent */
+	int stopped;                   /* should_stop said so */
+	char *error;                   /* transport error text when status == 0 */
+};
+/* One attempt: 0 when a response arrived (any status), -1 on a transport
+ * error or stop.  Resets the outputs first. */
+int dest_xfer_once(struct dest_net *n, struct dest_xfer *x);
+/* Attempts until a non-retryable answer: a response below 500, a stop, or
+ * n->retries retries used up (5xx and transport errors are retried after a
+ * short backoff).  Returns like dest_xfer_once. */
+int dest_xfer(struct dest_net *n, struct dest_xfer *x);
+void dest_xfer_free(struct dest_xfer *x);
+/* Appends s percent-encoded as RFC 3986 wants (SigV4 canonical form);
+ * '/' kept when keep_slash. */
+void dest_uri_encode(struct buf *b, const char *s, int keep_slash);
+/* A printable one-line excerpt of a response body (at most max bytes) into
+ * b; control characters become spaces. */
+void dest_excerpt(struct buf *b, const char *s, size_t len, size_t max);
+
 #endif

@@ -4,9 +4,11 @@
 //    V4 signature), against the account S3RVER / S3RVER, so a wrong secret
 //    fails with SignatureDoesNotMatch and every x-amz-* header must be signed;
 //  * answers AbortMultipartUpload (s3rver says MethodNotAllowed);
+//  * answers ListObjectsV2 itself from s3rver's store: s3rver's continuation
+//    tokens use DES, which Node 20's OpenSSL 3 no longer has;
 //  * test switches: POST /__fault?status=500&match=partNumber%3D2&count=1
 //    fails the next matching request(s); POST /__listmaxkeys?n=2 pages
-//    ListObjectsV2; GET /__stats.
+//    ListObjectsV2 by 2 keys; GET /__stats.
 // Buckets: $S3_TEST_BUCKETS (comma separated), default "bulk-test".
 // Prints `LISTENING {"port":P,"buckets":[...]}` when ready; exits on SIGTERM,
 // SIGINT or when stdin closes (the test process died), removing its data.
@@ -31,7 +33,7 @@ const s3 = new S3rver({
 await s3.configureBuckets();
 const app = s3.callback();
 
-const stats = { requests: 0, signed: 0, sigFailures: 0, aborts: [], withToken: 0, faults: 0 };
+const stats = { requests: 0, signed: 0, sigFailures: 0, aborts: [], withToken: 0, faults: 0, listPages: 0, partSizes: [] };
 let fault = null;            // { status, match, method, count }
 let listMaxKeys = 0;
 
@@ -97,12 +99,37 @@ function control(req, res, url) {
   } else if (url.pathname === '/__reset') {
     fault = null;
     listMaxKeys = 0;
-    Object.assign(stats, { requests: 0, signed: 0, sigFailures: 0, aborts: [], withToken: 0, faults: 0 });
+    Object.assign(stats, { requests: 0, signed: 0, sigFailures: 0, aborts: [], withToken: 0, faults: 0, listPages: 0, partSizes: [] });
   } else {
     return xmlError(res, 404, 'NoSuchControl', 'unknown control path');
   }
   res.writeHead(204);
   res.end();
+}
+
+const xmlEsc = s => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+// ListObjectsV2 (path-style, no delimiter) with base64url(last key) tokens
+async function listV2(res, url) {
+  const bucket = decodeURIComponent(url.pathname.split('/')[1] || '');
+  if (!(await s3.store.getBucket(bucket)))
+    return xmlError(res, 404, 'NoSuchBucket', 'The specified bucket does not exist');
+  const p = url.searchParams;
+  const prefix = p.get('prefix') || '';
+  const token = p.get('continuation-token');
+  const startAfter = token ? Buffer.from(token, 'base64url').toString() : (p.get('start-after') || '');
+  const maxKeys = Math.min(1000, Number(p.get('max-keys') || listMaxKeys || 1000));
+  const r = await s3.store.listObjects(bucket, { prefix, startAfter, maxKeys });
+  stats.listPages++;
+  const contents = r.objects.map(o => `<Contents><Key>${xmlEsc(o.key)}</Key><ETag>${xmlEsc(o.metadata.etag || '')}</ETag>` +
+    `<Size>${o.metadata['content-length'] || 0}</Size><StorageClass>STANDARD</StorageClass></Contents>`).join('');
+  const next = r.isTruncated && r.objects.length
+    ? `<NextContinuationToken>${Buffer.from(r.objects[r.objects.length - 1].key).toString('base64url')}</NextContinuationToken>` : '';
+  res.writeHead(200, { 'Content-Type': 'application/xml' });
+  res.end(`<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">` +
+    `<Name>${xmlEsc(bucket)}</Name><Prefix>${xmlEsc(prefix)}</Prefix><KeyCount>${r.objects.length}</KeyCount>` +
+    `<MaxKeys>${maxKeys}</MaxKeys><IsTruncated>${r.isTruncated ? 'true' : 'false'}</IsTruncated>` +
+    (token ? `<ContinuationToken>${xmlEsc(token)}</ContinuationToken>` : '') + next + contents + '</ListBucketResult>');
 }
 
 // answer only after the request body is read, so the connection stays usable
@@ -132,12 +159,14 @@ const server = http.createServer((req, res) => {
     return afterBody(req, () => xmlError(res, fault.status, fault.status >= 500 ? 'InternalError' : 'InvalidRequest',
       'injected fault'));
   }
+  if (req.method === 'PUT' && url.searchParams.has('partNumber'))
+    stats.partSizes.push(Number(req.headers['content-length']));
   if (req.method === 'DELETE' && url.searchParams.has('uploadId')) {
     stats.aborts.push({ path: url.pathname, uploadId: url.searchParams.get('uploadId') });
     return afterBody(req, () => { res.writeHead(204); res.end(); });
   }
-  if (req.method === 'GET' && listMaxKeys && url.searchParams.get('list-type') === '2')
-    req.url += `&max-keys=${listMaxKeys}`;   // after the signature check
+  if (req.method === 'GET' && url.searchParams.get('list-type') === '2')
+    return afterBody(req, () => listV2(res, url).catch(e => xmlError(res, 500, 'InternalError', String(e.message))));
   app(req, res);
 });
 
