@@ -19,6 +19,8 @@
 #include <curl/curl.h>
 #include "buf.h"
 
+#define T_NODE_FN static __attribute__((unused))
+
 struct t_node {
 	pid_t pid;
 	int in_fd;      /* write end of the server's stdin */
@@ -27,7 +29,7 @@ struct t_node {
 
 /* Repository root: the current directory when it has tests/, else two
  * levels above the binary (BUILD/unit/test_x).  Static buffer. */
-static const char *t_root(void)
+T_NODE_FN const char *t_root(void)
 {
 	static char root[PATH_MAX];
 	struct stat st;
@@ -53,7 +55,7 @@ static const char *t_root(void)
 
 /* 0 and n filled, or -1 with a reason in why.  env: extra "NAME=value"
  * strings (NULL-terminated) or NULL. */
-static int t_node_start(struct t_node *n, const char *script, const char *const *env, char *why, size_t whylen)
+T_NODE_FN int t_node_start(struct t_node *n, const char *script, const char *const *env, char *why, size_t whylen)
 {
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 };
 	char line[512], *p;
@@ -132,7 +134,7 @@ fail:
 	return -1;
 }
 
-static void t_node_stop(struct t_node *n)
+T_NODE_FN void t_node_stop(struct t_node *n)
 {
 	if (n->in_fd >= 0)
 		close(n->in_fd);   /* the server exits on EOF */
@@ -144,13 +146,13 @@ static void t_node_stop(struct t_node *n)
 	n->in_fd = -1;
 }
 
-static size_t t_http_body(char *p, size_t size, size_t nm, void *ud)
+T_NODE_FN size_t t_http_body(char *p, size_t size, size_t nm, void *ud)
 {
 	buf_append(ud, p, size * nm);
 	return size * nm;
 }
 
-static size_t t_http_hdr(char *p, size_t size, size_t nm, void *ud)
+T_NODE_FN size_t t_http_hdr(char *p, size_t size, size_t nm, void *ud)
 {
 	buf_append(ud, p, size * nm);
 	return size * nm;
@@ -158,7 +160,7 @@ static size_t t_http_hdr(char *p, size_t size, size_t nm, void *ud)
 
 /* Plain (unsigned) request; returns the status (0 on transport error).
  * out and hdrs (raw header lines) may be NULL. */
-static long t_http(const char *method, const char *url, const void *body, size_t len,
+T_NODE_FN long t_http(const char *method, const char *url, const void *body, size_t len,
 		   struct buf *out, struct buf *hdrs)
 {
 	struct buf ignore = BUF_INIT, ih = BUF_INIT;
@@ -186,7 +188,7 @@ static long t_http(const char *method, const char *url, const void *body, size_t
 }
 
 /* Value of header `name` in raw header lines (case-insensitive), malloc'd or NULL. */
-static char *t_header(const struct buf *hdrs, const char *name)
+T_NODE_FN char *t_header(const struct buf *hdrs, const char *name)
 {
 	const char *p = buf_str(hdrs);
 	size_t n = strlen(name);

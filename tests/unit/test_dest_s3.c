@@ -138,7 +138,7 @@ int main(void)
 	struct dest_conf c = { 0 };
 	struct dest *d, *d2;
 	struct dest_file *f;
-	char script[PATH_MAX], why[256], mods[PATH_MAX], *err = NULL, *s;
+	char script[PATH_MAX + 64], why[256], mods[PATH_MAX + 64], *err = NULL, *s;
 	struct stat st;
 	long faults0;
 
