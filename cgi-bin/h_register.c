@@ -2,26 +2,19 @@
  * (RFC 7591 style).  Errors: 400 {error:"invalid_client_metadata",
  * error_description:"<field>: <problem>"}. */
 #include "handlers.h"
-#include "b64.h"
-#include "client_validate.h"
-#include "db.h"
+#include "client_store.h"
 #include "log.h"
 #include "web.h"
 #include <stdlib.h>
 #include <string.h>
 
-static const char *json_text(json_object *o)
-{
-	return o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE) : NULL;
-}
-
 int h_register(struct request *rq, struct reply *rp)
 {
 	struct client_input ci;
 	json_object *in = NULL, *res = NULL, *arr;
-	char *err = NULL, *field = NULL, *msg = NULL, *id = NULL, *jwks = NULL, *cache = NULL;
+	char *err = NULL, *field = NULL, *msg = NULL, *id = NULL;
 	struct buf tokurl = BUF_INIT;
-	PGresult *r = NULL;
+	long long issued_at = 0;
 	int rc = -1;
 
 	memset(&ci, 0, sizeof ci);
@@ -42,26 +35,12 @@ int h_register(struct request *rq, struct reply *rp)
 		rc = 0;
 		goto out;
 	}
-	id = random_token(16);
-	if (!id)
-		goto out;
-	/* json_text results are borrowed from the objects; copy before the next call */
-	jwks = ci.jwks ? strdup(json_text(ci.jwks)) : NULL;
-	cache = ci.jwks_fetched ? strdup(json_text(ci.jwks_fetched)) : NULL;
-	r = db_q(rq->db,
-		 "INSERT INTO clients (id, name, jwks, jwks_uri, jwks_cache, jwks_fetched_at, fhir_base_url,"
-		 " provider_client_id, provider_auth, scope, kickoff_method)"
-		 " VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, CASE WHEN $5::jsonb IS NULL THEN NULL ELSE now() END,"
-		 " $6, $7, $8, $9, $10)"
-		 " RETURNING extract(epoch FROM created_at)::bigint AS issued_at",
-		 10, id, ci.name, jwks, ci.jwks_uri, cache, ci.fhir_base_url, ci.provider_client_id,
-		 ci.provider_auth, ci.scope, ci.kickoff_method);
-	if (!r || PQntuples(r) != 1)
+	if (client_insert(rq->db, &ci, &id, &issued_at) < 0)
 		goto out;
 	buf_printf(&tokurl, "%s/auth/token", web_base());
 	res = json_object_new_object();
 	json_object_object_add(res, "client_id", json_object_new_string(id));
-	json_object_object_add(res, "client_id_issued_at", json_object_new_int64(atoll(db_get(r, 0, "issued_at"))));
+	json_object_object_add(res, "client_id_issued_at", json_object_new_int64(issued_at));
 	json_object_object_add(res, "token_endpoint", json_object_new_string(buf_str(&tokurl)));
 	json_object_object_add(res, "token_endpoint_auth_method", json_object_new_string("private_key_jwt"));
 	arr = json_object_new_array();
@@ -82,7 +61,6 @@ int h_register(struct request *rq, struct reply *rp)
 	log_info("client %s registered by %s for %s", id, rq->remote_user, ci.fhir_base_url);
 	rc = 0;
 out:
-	PQclear(r);
 	json_object_put(in);
 	json_object_put(res);
 	client_input_free(&ci);
@@ -90,8 +68,6 @@ out:
 	free(field);
 	free(msg);
 	free(id);
-	free(jwks);
-	free(cache);
 	buf_free(&tokurl);
 	return rc;
 }

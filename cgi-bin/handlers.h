@@ -14,4 +14,10 @@ int h_status(struct request *rq, struct reply *rp);     /* GET /imports/{id} */
 int h_cancel(struct request *rq, struct reply *rp);     /* DELETE /imports/{id} */
 int h_outcome(struct request *rq, struct reply *rp);    /* GET /imports/{id}/outcome.ndjson */
 
+/* Cancel import `id` (of `client_id`, or of anyone when NULL): the one
+ * cancel path of DELETE /imports/{id} and the admin UI.  Sets
+ * cancel_requested and state 'cancelled' and notifies bulk_import_cancel.
+ * 1 cancelled, 0 no such (not yet cancelled) import, -1 database error. */
+int import_cancel(PGconn *db, const char *id, const char *client_id);
+
 #endif

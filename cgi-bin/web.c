@@ -4,6 +4,8 @@
 #include "config.h"
 #include "jose.h"
 #include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -266,4 +268,75 @@ int web_id_ok(const char *id)
 		if (!isalnum((unsigned char)*id) && *id != '-' && *id != '_')
 			return 0;
 	return n >= 1 && n <= 64;
+}
+
+#define MAX_JWKS_FILE (1024 * 1024)
+
+static const char *const PRIVATE_MEMBERS[] = { "d", "p", "q", "dp", "dq", "qi", "oth", "k", NULL };
+
+static int has_private(json_object *key)
+{
+	int i;
+
+	for (i = 0; PRIVATE_MEMBERS[i]; i++)
+		if (json_object_object_get_ex(key, PRIVATE_MEMBERS[i], NULL))
+			return 1;
+	return 0;
+}
+
+json_object *web_consumer_jwks(char **err)
+{
+	const char *path = CFG->consumer_jwks_file;
+	struct buf text = BUF_INIT, m = BUF_INIT;
+	json_object *o = NULL, *keys, *wrap;
+	char chunk[8192], *e = NULL;
+	size_t n, i;
+	FILE *f = NULL;
+
+	*err = NULL;
+	if (!path || !*path)
+		return NULL;
+	f = fopen(path, "r");
+	if (!f) {
+		buf_printf(&m, "consumer_jwks_file %s: %s", path, strerror(errno));
+		goto out;
+	}
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && text.len <= MAX_JWKS_FILE)
+		buf_append(&text, chunk, n);
+	o = web_parse_json(text.data ? text.data : "", text.len, &e);
+	if (!o || !json_object_is_type(o, json_type_object)) {
+		buf_printf(&m, "consumer_jwks_file %s: not a JSON object%s%s", path, e ? ": " : "", e ? e : "");
+		goto out;
+	}
+	if (!json_object_object_get_ex(o, "keys", &keys)) {
+		/* a single JWK: serve it as a set */
+		wrap = json_object_new_object();
+		keys = json_object_new_array();
+		json_object_array_add(keys, o);
+		json_object_object_add(wrap, "keys", keys);
+		o = wrap;
+	}
+	if (!json_object_is_type(keys, json_type_array)) {
+		buf_printf(&m, "consumer_jwks_file %s: \"keys\" is not an array", path);
+		goto out;
+	}
+	for (i = 0; i < json_object_array_length(keys); i++) {
+		json_object *k = json_object_array_get_idx(keys, i);
+		if (!json_object_is_type(k, json_type_object) || has_private(k)) {
+			buf_printf(&m, "consumer_jwks_file %s: keys[%zu] is not a public JWK; refusing to serve it", path, i);
+			goto out;
+		}
+	}
+out:
+	if (f)
+		fclose(f);
+	buf_free(&text);
+	free(e);
+	if (m.len) {
+		json_object_put(o);
+		*err = buf_detach(&m);
+		return NULL;
+	}
+	buf_free(&m);
+	return o;
 }

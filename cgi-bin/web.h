@@ -34,6 +34,12 @@ char *web_fetch(const char *url, long timeout_s, size_t max_bytes, char **err);
  * the JWKS or NULL + *err (malloc'd). */
 json_object *web_fetch_jwks(const char *url, char **err);
 
+/* The consumer's public JWKS from config consumer_jwks_file (a single JWK
+ * is wrapped into a set).  NULL with *err NULL when none is configured; NULL
+ * with *err (malloc'd) when the file is unreadable, malformed or holds
+ * private key members (never returned). */
+json_object *web_consumer_jwks(char **err);
+
 /* Printable copy of untrusted text for messages: control characters become
  * '?', at most `max` bytes (malloc'd). */
 char *web_printable(const char *s, size_t max);

@@ -13,7 +13,8 @@
  * the response's Content-Type.  When it is one of o->inline_types and the
  * content has at most o->inline_max bytes, the attachment is put inline:
  * `data` (base64), `size`, `hash` (base64 SHA-1, as FHIR R4 defines it) and
- * `url` removed.  Anything else is streamed (never held in memory) to
+ * `url` removed.  Anything else is streamed (not held in memory, except a
+ * Binary JSON answer, which must be parsed whole) to
  * "<dir>/<sha256-hex of the absolute URL>.<ext>" in env->dest and `url` is
  * rewritten to that relative path, `size` and `hash` set.  A missing
  * contentType is filled in.  With o->pdf_to_text an inline application/pdf
@@ -84,8 +85,8 @@ int attach_line_may_have(const char *line, size_t len);
  * be NUL-terminated).  Returns 0 and *out = a malloc'd replacement line
  * (no newline, caller frees, *outlen its length) or *out = NULL when
  * nothing changed (the caller keeps the original bytes).  Returns -1 with
- * *err (malloc'd) when the line as a whole could not be processed: not a
- * JSON object, out of memory, or stopped by conf->should_stop (*err
+ * *err (malloc'd) when the line as a whole could not be processed: it
+ * passes attach_line_may_have() but is not a JSON object, out of memory, or stopped by conf->should_stop (*err
  * "stopped"); the caller keeps the original line.  o->enabled is not
  * looked at: the caller decides whether to call. */
 int attach_process_line(const struct export_attach_opts *o, const struct attach_env *env,

@@ -551,6 +551,20 @@ static void t_inline_and_saved(const char *base, const char *lines)
 	T_CHECK(r.rc == 0 && inline_is(att_at(r.res, 0), pdf.p, pdf.n), "1 MiB PDF inline with inline_max 2 MiB");
 	result_free(&r);
 
+	/* the line need not be NUL-terminated (ASan sees any read past it) */
+	{
+		size_t n = strlen(ljpg);
+		char *copy = malloc(n);
+
+		memcpy(copy, ljpg, n);
+		memset(&r, 0, sizeof r);
+		r.rc = attach_process_line(&o, &fx.env, copy, n, &r.out, &r.outlen, &r.err);
+		r.res = r.out ? json_tokener_parse(r.out) : NULL;
+		T_CHECK(r.rc == 0 && inline_is(att_at(r.res, 0), jpg.p, jpg.n), "a line without a terminating NUL");
+		result_free(&r);
+		free(copy);
+	}
+
 	/* inline type, over the limit: buffered to inline_max, then continued into a file */
 	o.inline_max = 100000;
 	snprintf(abs, sizeof abs, "%s/Binary/dicom", base);
@@ -568,8 +582,8 @@ static void t_inline_and_saved(const char *base, const char *lines)
 		"PDF (type not inline) saved, bytes identical");
 	result_free(&r);
 	T_CHECK(count_files(fx.dir) == 2, "exactly the two files, no part files left");
-	T_CHECK(fx.stats.fetched == 4 && fx.stats.inlined == 2 && fx.stats.saved == 2 && fx.stats.failed == 0 &&
-		fx.stats.bytes == (long long)(2 * pdf.n + jpg.n + dicom.n), "stats count fetched, inlined, saved, bytes");
+	T_CHECK(fx.stats.fetched == 5 && fx.stats.inlined == 3 && fx.stats.saved == 2 && fx.stats.failed == 0 &&
+		fx.stats.bytes == (long long)(2 * pdf.n + 2 * jpg.n + dicom.n), "stats count fetched, inlined, saved, bytes");
 
 	/* nothing inline at all when inline_max is 0 */
 	o.inline_types = types_jpg_pdf;
