@@ -20,4 +20,23 @@ int h_outcome(struct request *rq, struct reply *rp);    /* GET /imports/{id}/out
  * 1 cancelled, 0 no such (not yet cancelled) import, -1 database error. */
 int import_cancel(PGconn *db, const char *id, const char *client_id);
 
+/* Admin UI (ui_*.c), all under /admin/ and AUTH_ADMIN. */
+int ui_admin_root(struct request *rq, struct reply *rp);     /* GET /admin -> /admin/ */
+int ui_home(struct request *rq, struct reply *rp);           /* GET /admin/ (server info) */
+int ui_clients(struct request *rq, struct reply *rp);        /* GET /admin/clients[?q=] */
+int ui_client_new(struct request *rq, struct reply *rp);     /* GET /admin/clients/new[?jwks=] */
+int ui_client_create(struct request *rq, struct reply *rp);  /* POST /admin/clients/new */
+int ui_client(struct request *rq, struct reply *rp);         /* GET /admin/clients/{id} */
+int ui_client_update(struct request *rq, struct reply *rp);  /* POST /admin/clients/{id} */
+int ui_client_keys(struct request *rq, struct reply *rp);    /* POST /admin/clients/{id}/keys */
+int ui_client_state(struct request *rq, struct reply *rp);   /* POST /admin/clients/{id}/state */
+int ui_client_delete_ask(struct request *rq, struct reply *rp); /* GET /admin/clients/{id}/delete */
+int ui_client_delete(struct request *rq, struct reply *rp);  /* POST /admin/clients/{id}/delete */
+int ui_keys(struct request *rq, struct reply *rp);           /* GET /admin/keys */
+int ui_keys_generate(struct request *rq, struct reply *rp);  /* POST /admin/keys */
+int ui_imports(struct request *rq, struct reply *rp);        /* GET /admin/imports */
+int ui_imports_json(struct request *rq, struct reply *rp);   /* GET /admin/imports.json */
+int ui_import(struct request *rq, struct reply *rp);         /* GET /admin/imports/{id} */
+int ui_import_cancel(struct request *rq, struct reply *rp);  /* POST /admin/imports/{id}/cancel */
+
 #endif
