@@ -1,6 +1,12 @@
 /* Destinations for downloaded files.  A file is written through a handle and
- * only becomes visible on dest_commit (filesystem: `.part`, fsync, rename), so
- * a crash never leaves a half file under a final name. */
+ * only becomes visible on dest_commit (filesystem: `.part`, fsync, rename;
+ * S3: the object appears on commit; HTTP: it is sent on commit), so a crash
+ * never leaves a half file under a final name.
+ *
+ * A destination and its files are used by one thread at a time.  S3 and
+ * HTTP calls block while they upload (dest_file_write when an S3 part is
+ * full, dest_file_commit, dest_put).  Errors through char **err are
+ * malloc'd (replacing what *err held); they never contain credentials. */
 #ifndef DEST_H
 #define DEST_H
 #include <stddef.h>
