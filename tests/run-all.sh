@@ -13,15 +13,20 @@ count() {   # file prefix-regexp -> "P F" from the last "N passed, N failed" lin
 	sed -n 's/.*[^0-9]\([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed.*/\1 \2/p' "$1" | tail -n 1
 }
 
+# npm packages used by the tests (s3rver for the S3 destination, playwright-core
+# for the browser), installed from their lock files
+for d in tests/s3 tests/browser; do
+	if [ -f "$d/package.json" ] && [ ! -d "$d/node_modules" ]; then
+		(cd "$d" && npm ci --no-audit --no-fund --silent) || echo "not ok - npm ci in $d failed"
+	fi
+done
+
 # 1. C unit tests
 sh tests/run-unit.sh "$@" | tee "$log"
 set -- $(count "$log") 
 pass=$((pass + ${1:-0})); fail=$((fail + ${2:-1}))
 
 # 2. integration (and browser tests when present)
-if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules ]; then
-	(cd tests/browser && npm ci --no-audit --no-fund --silent) || echo "not ok - npm ci in tests/browser failed"
-fi
 sh scripts/services.sh stop "$VAR" >/dev/null 2>&1 || true
 rm -rf "$VAR"
 PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
