@@ -52,7 +52,8 @@ struct fetch {
 	size_t cap;              /* M_MEM / M_JSON limit */
 	char *mime;              /* type chosen in decide() (malloc'd) or NULL */
 	struct dest_file *df;    /* M_FILE */
-	char *path;              /* dir/name of df */
+	char *path;              /* name of df in the destination: [file_dir/]dir/name */
+	char *rel;               /* dir/name: the url, relative to the NDJSON file */
 	long long total;         /* content bytes of M_MEM / M_FILE */
 	char *fail_msg;          /* failure inside the write callback */
 	const char *fail_code;
@@ -259,8 +260,15 @@ static int open_file(struct fetch *f)
 	}
 	name = attach_file_name(f->url, f->mime);
 	free(f->path);
-	f->path = NULL;
-	if (!name || asprintf(&f->path, "%s/%s", env->dir ? env->dir : DEFAULT_DIR, name) < 0) {
+	free(f->rel);
+	f->path = f->rel = NULL;
+	if (!name || asprintf(&f->rel, "%s/%s", env->dir ? env->dir : DEFAULT_DIR, name) < 0) {
+		f->rel = NULL;
+		fetch_fail(f, "exception", "out of memory");
+		goto out;
+	}
+	if (asprintf(&f->path, "%s%s%s", env->file_dir ? env->file_dir : "",
+		     env->file_dir && *env->file_dir ? "/" : "", f->rel) < 0) {
 		f->path = NULL;
 		fetch_fail(f, "exception", "out of memory");
 		goto out;
@@ -748,7 +756,7 @@ static int process_attachment(struct run *r, json_object *att)
 			rc = -1;
 			goto out;
 		}
-		set_str(att, "url", f.path, strlen(f.path));
+		set_str(att, "url", f.rel, strlen(f.rel));
 		json_object_object_add(att, "size", json_object_new_int64(f.total));
 		set_str(att, "hash", hash, strlen(hash));
 		if (f.mime && !str_member(att, "contentType"))
@@ -823,7 +831,7 @@ static int process_attachment(struct run *r, json_object *att)
 		rc = -1;
 		goto out;
 	}
-	set_str(att, "url", f.path, strlen(f.path));
+	set_str(att, "url", f.rel, strlen(f.rel));
 	json_object_object_add(att, "size", json_object_new_int64((int64_t)len));
 	set_str(att, "hash", hash, strlen(hash));
 	if (mime && !str_member(att, "contentType"))
@@ -847,6 +855,7 @@ out:
 	http_resp_free(&f.resp);
 	free(f.mime);
 	free(f.path);
+	free(f.rel);
 	free(f.accept);
 	free(f.fail_msg);
 	json_object_put(bin);

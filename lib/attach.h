@@ -15,8 +15,9 @@
  * `data` (base64), `size`, `hash` (base64 SHA-1, as FHIR R4 defines it) and
  * `url` removed.  Anything else is streamed (not held in memory, except a
  * Binary JSON answer, which must be parsed whole) to
- * "<dir>/<sha256-hex of the absolute URL>.<ext>" in env->dest and `url` is
- * rewritten to that relative path, `size` and `hash` set.  A missing
+ * "<dir>/<sha256-hex of the absolute URL>.<ext>" beside the NDJSON file in
+ * env->dest and `url` is rewritten to that relative path, `size` and
+ * `hash` set.  A missing
  * contentType is filled in.  With o->pdf_to_text an inline application/pdf
  * becomes text/plain through pdftotext (lib/pdftotext.h); when that fails
  * the PDF stays inline and an issue says why.
@@ -56,7 +57,10 @@ struct attach_env {
 	const char *const *token_origins;   /* more origins ("scheme://host:port") that may get the token */
 	const char *accept;                 /* Accept header value; NULL: "<contentType>, *\/\*;q=0.1" */
 	struct dest *dest;                  /* where saved attachments go (NULL: nothing is saved; an issue) */
-	const char *dir;                    /* folder inside dest, beside the NDJSON files; NULL: "attachments" */
+	const char *dir;                    /* folder for attachments; NULL: "attachments" */
+	const char *file_dir;               /* folder of the NDJSON file inside dest; NULL or "": top level.
+	                                     * Files go to <file_dir>/<dir>/<name>; the url written is
+	                                     * "<dir>/<name>", relative to the NDJSON file */
 	long long max_bytes;                /* cap per attachment; 0: none */
 	size_t max_json;                    /* cap for a Binary JSON response (held in memory); 0: 64 MiB */
 	int retries;                        /* more attempts after 429, 5xx and network failures (Retry-After

@@ -8,7 +8,8 @@
  * killed (SIGKILL) when it overruns the wall-clock timeout or the output cap.
  * Pipes are served with poll(), so neither side can block the other, and the
  * calling thread never receives SIGPIPE from it.  Thread-safe; the child is
- * always reaped before returning. */
+ * always reaped before returning, so the process must not ignore SIGCHLD
+ * nor reap children it did not start (waitpid(-1, ...)). */
 #ifndef PDFTOTEXT_H
 #define PDFTOTEXT_H
 #include <stddef.h>

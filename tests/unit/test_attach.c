@@ -593,6 +593,26 @@ static void t_inline_and_saved(const char *base, const char *lines)
 	T_CHECK(r.rc == 0 && saved_is(att_at(r.res, 0), fx.dir, abs, "image/jpeg", jpg.p, jpg.n), "inline_max 0: saved");
 	result_free(&r);
 
+	/* NDJSON file in a sub-folder: attachments beside it, url relative to it */
+	fx.env.file_dir = "exp1";
+	run(&o, &fx.env, ljpg, &r);
+	{
+		const char *u = sget(att_at(r.res, 0), "url");
+		char rel[1024];
+
+		snprintf(rel, sizeof rel, "exp1/%s", u ? u : "?");
+		T_CHECK(r.rc == 0 && u && !strncmp(u, "attachments/", 12) && file_is(fx.dir, rel, jpg.p, jpg.n),
+			"file_dir: saved in exp1/attachments/, url relative to the NDJSON file");
+		snprintf(rel, sizeof rel, "%s/exp1/%s", fx.dir, u ? u : "?");
+		unlink(rel);
+		snprintf(rel, sizeof rel, "%s/exp1/attachments", fx.dir);
+		rmdir(rel);
+		snprintf(rel, sizeof rel, "%s/exp1", fx.dir);
+		rmdir(rel);
+	}
+	result_free(&r);
+	fx.env.file_dir = NULL;
+
 	/* another folder name */
 	fx.env.dir = "att";
 	run(&o, &fx.env, ljpg, &r);
