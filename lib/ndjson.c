@@ -15,6 +15,8 @@ struct ndjson {
 	size_t max;
 	ndjson_issue_fn cb;
 	void *ctx;
+	ndjson_line_fn line_fn;
+	void *line_ctx;
 	struct buf line;      /* current line while it fits */
 	int overlong;         /* current line passed max: not buffered */
 	long long phys;       /* physical number of the current line */
@@ -60,6 +62,12 @@ void ndjson_free(struct ndjson *v)
 		json_tokener_free(v->tok);
 	free(v->type);
 	free(v);
+}
+
+void ndjson_set_line_fn(struct ndjson *v, ndjson_line_fn fn, void *ctx)
+{
+	v->line_fn = fn;
+	v->line_ctx = ctx;
 }
 
 long long ndjson_lines(const struct ndjson *v)
@@ -256,14 +264,19 @@ bad:
 	json_object_put(obj);
 }
 
-static void end_line(struct ndjson *v)
+static void end_line(struct ndjson *v, int nl)
 {
+	long long errors = v->errors;
+
 	if (v->overlong) {
 		v->lines++;
 		v->errors++;           /* reported when it went over */
 	} else {
 		check_line(v, v->line.data ? v->line.data : "", v->line.len);
 	}
+	if (v->line_fn)
+		v->line_fn(v->line_ctx, v->overlong ? NULL : v->line.data ? v->line.data : "",
+			   v->overlong ? 0 : v->line.len, nl, v->errors == errors);
 	buf_reset(&v->line);
 	v->overlong = 0;
 }
@@ -294,7 +307,7 @@ void ndjson_feed(struct ndjson *v, const void *data, size_t len)
 			return;
 		}
 		add_bytes(v, p, (size_t)(nl - p));
-		end_line(v);
+		end_line(v, 1);
 		v->phys++;
 		p = nl + 1;
 	}
@@ -303,5 +316,5 @@ void ndjson_feed(struct ndjson *v, const void *data, size_t len)
 void ndjson_finish(struct ndjson *v)
 {
 	if (v->overlong || v->line.len)
-		end_line(v);
+		end_line(v, 0);
 }

@@ -26,6 +26,15 @@ typedef void (*ndjson_issue_fn)(void *ctx, long long line, const char *code, con
 struct ndjson *ndjson_new(const char *expected_type, size_t max_line_bytes,
 			  ndjson_issue_fn cb, void *ctx);
 void ndjson_feed(struct ndjson *v, const void *data, size_t len);
+
+/* Optional: called for every physical line once it is complete and checked,
+ * after any issue about it.  `data` holds the line's bytes without its '\n'
+ * (NULL for a line over the limit, which is never kept), `nl` says whether a
+ * '\n' ended it, ok = 0 when the line had a problem.  Blank lines are ok.
+ * The bytes are borrowed for the call.  Lets a caller store only the valid
+ * lines, byte for byte, without a second line buffer. */
+typedef void (*ndjson_line_fn)(void *ctx, const char *data, size_t len, int nl, int ok);
+void ndjson_set_line_fn(struct ndjson *v, ndjson_line_fn fn, void *ctx);
 /* End of input: checks a final line that has no '\n'.  Call once. */
 void ndjson_finish(struct ndjson *v);
 /* Forget everything fed so far (a download restarted from scratch). */

@@ -62,6 +62,69 @@ static const char SAMPLE[] =
 	"   \r\n"
 	"{ \"resourceType\" : \"Patient\" , \"id\" : \"c\", \"n\": -1.5e3, \"b\": [true,false,null] }";
 
+/* Line callback: what a caller storing only valid lines would write. */
+struct kept {
+	char out[1024];
+	size_t len;
+	int bad, lines;
+};
+
+static void keep_line(void *ctx, const char *data, size_t len, int nl, int ok)
+{
+	struct kept *k = ctx;
+
+	k->lines++;
+	if (!ok) {
+		k->bad++;
+		return;
+	}
+	memcpy(k->out + k->len, data, len);
+	k->len += len;
+	if (nl)
+		k->out[k->len++] = '\n';
+}
+
+static void t_line_fn(void)
+{
+	static const char in[] =
+		"{\"resourceType\":\"Patient\",\"id\":\"1\"}\r\n"
+		"\n"
+		"{\"resourceType\":\"Patient\", broken\n"
+		"{\"resourceType\":\"Device\"}\n"
+		"{\"resourceType\":\"Patient\",\"id\":\"2\"}";
+	static const char want[] =
+		"{\"resourceType\":\"Patient\",\"id\":\"1\"}\r\n"
+		"\n"
+		"{\"resourceType\":\"Patient\",\"id\":\"2\"}";
+	struct kept k = { .len = 0 };
+	struct rec r = { 0 };
+	struct ndjson *v = ndjson_new("Patient", 0, on_issue, &r);
+	size_t i;
+
+	ndjson_set_line_fn(v, keep_line, &k);
+	for (i = 0; i < sizeof in - 1; i += 7)   /* odd chunks: lines cross them */
+		ndjson_feed(v, in + i, sizeof in - 1 - i < 7 ? sizeof in - 1 - i : 7);
+	ndjson_finish(v);
+	T_CHECK(k.lines == 5 && k.bad == 2 && r.n == 2, "line callback: every physical line, bad ones flagged");
+	T_CHECK(k.len == sizeof want - 1 && !memcmp(k.out, want, k.len),
+		"line callback: valid lines byte for byte (CR, blank line, last line without newline)");
+	ndjson_free(v);
+
+	memset(&k, 0, sizeof k);
+	memset(&r, 0, sizeof r);
+	v = ndjson_new(NULL, 24, on_issue, &r);
+	ndjson_set_line_fn(v, keep_line, &k);
+	{
+		static const char two[] = "{\"resourceType\":\"Patient\",\"id\":\"12345678\"}\n{\"resourceType\":\"X\"}\n";
+
+		ndjson_feed(v, two, sizeof two - 1);
+	}
+	ndjson_finish(v);
+	T_CHECK(k.bad == 1 && k.lines == 2 && !strcmp(k.out, "{\"resourceType\":\"X\"}\n"),
+		"line callback: an over-long line is flagged, never kept");
+	ndjson_free(v);
+}
+
 int main(void)
 {
 	struct rec r;
@@ -186,5 +249,6 @@ int main(void)
 		T_CHECK(n == 4 && errs == 3 && r.n == 3 && r.line[0] == 1 && r.line[1] == 2 && r.line[2] == 4,
 			"several bad lines with numbers");
 	}
+	t_line_fn();
 	return t_done();
 }
