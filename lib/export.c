@@ -1,15 +1,18 @@
 /* The export engine behind export.h: kick-off (or attach to a status URL,
  * or read a static manifest), status polling, manifest paging, then the
- * parallel downloads on one libcurl multi handle.
+ * downloads (export_dl.c), the resume state and manifest.json
+ * (export_state.c) and the on_log events (export_log.c).
  *
  * Waits never go longer than 200 ms without asking should_stop, and the
- * bearer token only ever goes to the provider FHIR base's origin. */
-#include "export.h"
+ * bearer token only ever goes to the provider FHIR base's origin and the
+ * configured token_origins. */
+#include "export_int.h"
 #include "buf.h"
 #include "b64.h"
 #include "dest.h"
 #include "http.h"
 #include "log.h"
+#include "naming.h"
 #include "ndjson.h"
 #include "smart_client.h"
 #include "url.h"
@@ -22,34 +25,15 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
-#include <openssl/evp.h>
+#include <openssl/rand.h>
 
-/* State of one export_run(). */
-struct run {
-	const struct export_opts *o;
-	const struct export_events *ev;
-	struct export_result *res;
-	struct http_conf conf;
-	struct smart_client *smart;   /* NULL when the provider is open */
-	char *auth_origin;            /* origin of fhir_base: the only place for the token */
-	char *status_url;
-	char *manifest_url;           /* where the (first) manifest page came from */
-	json_object *manifest;
-	char *last_auth_err;          /* transient token failure, for retry messages */
-	int stopped;
-	long long last_stop_check;
-	int retries;
-	long max_wait_ms, default_wait_ms;
-	unsigned seed;                /* jitter */
-};
-
-static int download_all(struct run *r);
+const char *const xkind_key[XK_N] = { "output", "deleted", "error", "outcome" };
 
 #define MANIFEST_MAX_BODY (64u << 20)
 #define MAX_MANIFEST_PAGES 1000
 #define SLICE_MS 200
 
-static long long xp_now_ms(void)
+long long xp_now_ms(void)
 {
 	struct timespec ts;
 
@@ -57,8 +41,10 @@ static long long xp_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Asks should_stop at most every 50 ms: the download loop spins faster. */
-static int xp_stop(struct run *r)
+/* Asks should_stop at most every 50 ms: the download loop spins faster.
+ * r->stopped may also have been set by a transfer that should_stop aborted
+ * (http_conf.stop_value): that value is the one that counts. */
+int xp_stop(struct run *r)
 {
 	long long now;
 
@@ -72,15 +58,19 @@ static int xp_stop(struct run *r)
 	return r->stopped;
 }
 
-static int xp_past_deadline(const struct run *r)
+/* After a transfer ended early: ask now, the throttle must not hide a stop. */
+static int xp_stop_now(struct run *r)
+{
+	r->last_stop_check = 0;
+	return xp_stop(r);
+}
+
+int xp_past_deadline(const struct run *r)
 {
 	return r->o->deadline > 0 && time(NULL) >= r->o->deadline;
 }
 
-static void xp_fail(struct run *r, int http_status, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static void xp_fail(struct run *r, int http_status, const char *code, const char *fmt, ...)
+void xp_fail(struct run *r, int http_status, const char *code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -95,7 +85,7 @@ static void xp_fail(struct run *r, int http_status, const char *code, const char
 	va_end(ap);
 }
 
-static void xp_fail_deadline(struct run *r)
+void xp_fail_deadline(struct run *r)
 {
 	char when[32] = "";
 	time_t d = r->o->deadline;
@@ -123,7 +113,7 @@ static long xp_clamp_ms(const struct run *r, long ms)
 	return ms;
 }
 
-static long xp_retry_ms(struct run *r, const char *retry_after, int attempt)
+long xp_retry_ms(struct run *r, const char *retry_after, int attempt)
 {
 	long ra = http_retry_after(retry_after, time(NULL)), ms = 1000;
 	int i;
@@ -167,8 +157,7 @@ static int pause_or_fail(struct run *r, long ms)
 	return rc ? -1 : 0;
 }
 
-/* Printable, bounded, valid-UTF-8 copy of provider text (malloc'd). */
-static char *xp_clip(const char *s, size_t max)
+char *xp_clip(const char *s, size_t max)
 {
 	size_t n, i;
 	char *out;
@@ -192,6 +181,15 @@ static char *xp_clip(const char *s, size_t max)
 	else
 		out[n] = '\0';
 	return out;
+}
+
+const char *xp_get_str(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (o && json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return NULL;
 }
 
 /* Diagnostics of an OperationOutcome body: "issue text; issue text" (or
@@ -239,8 +237,7 @@ static char *xp_oo_text(const struct http_resp *resp, json_object **doc, const c
 	return out;
 }
 
-/* "HTTP 400: diagnostics" or "HTTP 400" (malloc'd). */
-static char *status_text(const struct http_resp *resp, const char **code, json_object **doc)
+char *xp_status_text(const struct http_resp *resp, const char **code, json_object **doc)
 {
 	char *oo = xp_oo_text(resp, doc, code), *out = NULL;
 
@@ -272,8 +269,9 @@ static void xp_fail_transport(struct run *r, const char *url, const struct http_
 }
 
 /* Token for a request, or NULL when the provider is open.  On failure
- * returns NULL with *failed set: 1 transient (retry), 2 fatal (recorded). */
-static const char *xp_token(struct run *r, int *failed)
+ * returns NULL with *failed set: 1 transient (retry), 2 fatal (recorded,
+ * or the run was stopped while asking). */
+const char *xp_token(struct run *r, int *failed)
 {
 	const char *t;
 	char *err = NULL;
@@ -285,7 +283,12 @@ static const char *xp_token(struct run *r, int *failed)
 	t = smart_token(r->smart, &err, &transient);
 	if (t)
 		return t;
-	if (transient && !xp_stop(r)) {
+	if (r->stopped || xp_stop_now(r)) {
+		free(err);
+		*failed = 2;
+		return NULL;
+	}
+	if (transient) {
 		log_warn("export: %s (will retry)", err ? err : "token request failed");
 		free(r->last_auth_err);
 		r->last_auth_err = err;
@@ -298,8 +301,8 @@ static const char *xp_token(struct run *r, int *failed)
 	return NULL;
 }
 
-/* One request to the provider's API with the token (when the URL is on the
- * FHIR base's origin), refreshing the token once after a 401.
+/* One request to the provider's API with the token (when the URL is on a
+ * trusted origin), refreshing the token once after a 401.
  * 0: response in resp; -1: transport failure (retryable; resp->error or
  * r->last_auth_err); -2: fatal, recorded; -3: stopped. */
 static int api_call(struct run *r, struct http_req *rq, struct http_resp *resp)
@@ -309,16 +312,20 @@ static int api_call(struct run *r, struct http_req *rq, struct http_resp *resp)
 	for (;;) {
 		rq->bearer = xp_token(r, &failed);
 		if (failed == 2)
-			return -2;
+			return r->stopped ? -3 : -2;
 		if (failed == 1) {
 			http_resp_reset(resp);
 			resp->error = strdup(r->last_auth_err ? r->last_auth_err : "token request failed");
 			return -1;
 		}
 		rq->auth_origin = r->auth_origin;
+		rq->trusted_origins = (const char *const *)r->trusted;
 		rq->extra_headers = r->o->extra_headers;
-		if (http_request(&r->conf, rq, resp) < 0)
-			return resp->stopped || xp_stop(r) ? -3 : -1;
+		if (http_request(&r->conf, rq, resp) < 0) {
+			if (resp->stopped && !r->stopped)
+				r->stopped = resp->stopped;
+			return r->stopped || xp_stop_now(r) ? -3 : -1;
+		}
 		if (resp->status == 401 && resp->sent_bearer && !refreshed && r->smart) {
 			smart_invalidate(r->smart);
 			refreshed = 1;
@@ -356,7 +363,7 @@ static int retry_or_fail(struct run *r, int *attempt, const char *url, int rc,
 		xp_fail_transport(r, url, resp);
 		return -1;
 	}
-	text = status_text(resp, &code, &doc);
+	text = xp_status_text(resp, &code, &doc);
 	xp_fail(r, 502, "transient", "%s %s kept failing after %d retries: %s", what, url, r->retries,
 		text ? text : "error");
 	free(text);
@@ -364,7 +371,7 @@ static int retry_or_fail(struct run *r, int *attempt, const char *url, int rc,
 	return -1;
 }
 
-static int busy_status(long s)
+int xp_busy_status(long s)
 {
 	return s == 429 || s == 408 || s >= 500;
 }
@@ -430,9 +437,9 @@ out:
 
 static int kickoff(struct run *r)
 {
-	static const char *const post_hdrs[] = { "Accept: application/fhir+json", "Prefer: respond-async",
-						 "Content-Type: application/fhir+json", NULL };
-	static const char *const get_hdrs[] = { "Accept: application/fhir+json", "Prefer: respond-async", NULL };
+	const char *post_hdrs[] = { "Accept: application/fhir+json", "Prefer: respond-async",
+				    "Content-Type: application/fhir+json", NULL };
+	const char *get_hdrs[] = { "Accept: application/fhir+json", "Prefer: respond-async", NULL };
 	struct http_req rq = { 0 };
 	struct http_resp resp = { 0 };
 	json_object *doc = NULL;
@@ -440,6 +447,8 @@ static int kickoff(struct run *r)
 	char *url = NULL, *text = NULL;
 	int attempt = 0, rc, ret = -1;
 
+	if (r->o->lenient)
+		post_hdrs[1] = get_hdrs[1] = "Prefer: respond-async, handling=lenient";
 	if (r->o->kickoff_get) {
 		url = kickoff_query_url(r);
 		if (!url)
@@ -462,34 +471,42 @@ static int kickoff(struct run *r)
 		rc = api_call(r, &rq, &resp);
 		if (rc == 0 && resp.status == 202)
 			break;
-		if (rc != 0 || busy_status(resp.status)) {
-			if (retry_or_fail(r, &attempt, r->o->url, rc, &resp, "export kick-off at") < 0)
+		if (rc != 0 || xp_busy_status(resp.status)) {
+			if (retry_or_fail(r, &attempt, r->o->url, rc, &resp, "export kick-off at") < 0) {
+				if (!r->stopped)
+					xlog_kickoff(r, url, rc == 0 ? &resp : NULL, r->res->error_message);
 				goto out;
+			}
 			continue;
 		}
-		text = status_text(&resp, &code, &doc);
+		text = xp_status_text(&resp, &code, &doc);
 		if (resp.status == 401 || resp.status == 403)
 			xp_fail(r, 502, "exception", "the provider refused access to %s: %s", r->o->url,
 				text ? text : "error");
 		else
 			xp_fail(r, 502, "exception", "the provider refused the export kick-off at %s: %s", r->o->url,
 				text ? text : "error");
+		xlog_kickoff(r, url, &resp, r->res->error_message);
 		goto out;
 	}
 	if (!resp.content_location || !*resp.content_location) {
 		xp_fail(r, 502, "exception", "the provider accepted the export kick-off at %s but sent no Content-Location",
 			r->o->url);
+		xlog_kickoff(r, url, &resp, r->res->error_message);
 		goto out;
 	}
 	r->status_url = url_resolve(resp.url, resp.content_location);
 	if (!r->status_url || !url_is_http(r->status_url)) {
 		xp_fail(r, 502, "exception", "the provider's status URL \"%s\" is not a usable http(s) URL",
 			resp.content_location);
+		xlog_kickoff(r, url, &resp, r->res->error_message);
 		goto out;
 	}
+	xlog_kickoff(r, url, &resp, NULL);
 	log_info("export: kick-off accepted, status URL %s", r->status_url);
 	if (r->ev && r->ev->on_kickoff)
 		r->ev->on_kickoff(r->o->ctx, r->status_url);
+	xst_save(r, 1);   /* from now on a resume polls instead of kicking off again */
 	ret = 0;
 out:
 	json_object_put(doc);
@@ -503,7 +520,8 @@ out:
 
 static json_object *parse_manifest(struct run *r, const struct http_resp *resp, const char *url)
 {
-	json_object *m = NULL, *out;
+	json_object *m = NULL, *arr;
+	int k;
 
 	if (resp->body_truncated) {
 		xp_fail(r, 502, "exception", "the manifest at %s is larger than %u bytes", url, MANIFEST_MAX_BODY);
@@ -516,11 +534,14 @@ static json_object *parse_manifest(struct run *r, const struct http_resp *resp, 
 		json_object_put(m);
 		return NULL;
 	}
-	if (json_object_object_get_ex(m, "output", &out) && !json_object_is_type(out, json_type_array)) {
-		xp_fail(r, 502, "exception", "the manifest at %s has an \"output\" that is not an array", url);
-		json_object_put(m);
-		return NULL;
-	}
+	for (k = 0; k < XK_N; k++)
+		if (json_object_object_get_ex(m, xkind_key[k], &arr) && !json_object_is_type(arr, json_type_array) &&
+		    !json_object_is_type(arr, json_type_null)) {
+			xp_fail(r, 502, "exception", "the manifest at %s has an \"%s\" that is not an array", url,
+				xkind_key[k]);
+			json_object_put(m);
+			return NULL;
+		}
 	return m;
 }
 
@@ -549,6 +570,7 @@ static int poll_status(struct run *r)
 		rc = api_call(r, &rq, &resp);
 		if (rc == 0 && resp.status == 202) {
 			attempt = 0;
+			xlog_status_progress(r, &resp);
 			if (r->ev && r->ev->on_status)
 				r->ev->on_status(r->o->ctx, resp.x_progress);
 			ra = http_retry_after(resp.retry_after, time(NULL));
@@ -564,16 +586,19 @@ static int poll_status(struct run *r)
 		}
 		if (rc == 0 && resp.status == 200) {
 			r->manifest = parse_manifest(r, &resp, r->status_url);
-			if (!r->manifest)
+			if (!r->manifest) {
+				xlog_status_error(r, &resp, r->res->error_message);
 				goto out;
+			}
 			free(r->manifest_url);
 			r->manifest_url = strdup(resp.url);
+			xlog_status_complete(r, r->manifest);
 			break;
 		}
-		if (rc == 0 && !busy_status(resp.status)) {
+		if (rc == 0 && !xp_busy_status(resp.status)) {
 			free(text);
 			json_object_put(doc);
-			text = status_text(&resp, &code, &doc);
+			text = xp_status_text(&resp, &code, &doc);
 			if (resp.status == 404 || resp.status == 410)
 				xp_fail(r, 502, "exception", "the provider no longer knows the export at %s: %s",
 					r->status_url, text ? text : "error");
@@ -583,6 +608,7 @@ static int poll_status(struct run *r)
 			else
 				xp_fail(r, 502, code && !strcmp(code, "transient") ? "transient" : "exception",
 					"the provider reported that the export failed: %s", text ? text : "error");
+			xlog_status_error(r, &resp, r->res->error_message);
 			goto out;
 		}
 		if (rc == 0) {
@@ -591,15 +617,19 @@ static int poll_status(struct run *r)
 			free(text);
 			json_object_put(doc);
 			doc = NULL;
-			text = status_text(&resp, &code, &doc);
+			text = xp_status_text(&resp, &code, &doc);
 			if (resp.status >= 500 && resp.status != 503 && code && strcmp(code, "transient")) {
 				xp_fail(r, 502, "exception", "the provider reported that the export failed: %s",
 					text ? text : "error");
+				xlog_status_error(r, &resp, r->res->error_message);
 				goto out;
 			}
 		}
-		if (retry_or_fail(r, &attempt, r->status_url, rc, &resp, "status request to") < 0)
+		if (retry_or_fail(r, &attempt, r->status_url, rc, &resp, "status request to") < 0) {
+			if (!r->stopped)
+				xlog_status_error(r, rc == 0 ? &resp : NULL, r->res->error_message);
 			goto out;
+		}
 	}
 	ret = 0;
 out:
@@ -637,6 +667,7 @@ static json_object *fetch_manifest(struct run *r, const char *url, char **final_
 			break;
 		if (rc == 0 && resp.status == 202) {
 			/* a later page of a partial manifest that is not ready yet */
+			xlog_status_progress(r, &resp);
 			if (r->ev && r->ev->on_status)
 				r->ev->on_status(r->o->ctx, resp.x_progress);
 			ra = http_retry_after(resp.retry_after, time(NULL));
@@ -650,13 +681,17 @@ static json_object *fetch_manifest(struct run *r, const char *url, char **final_
 				goto out;
 			continue;
 		}
-		if (rc != 0 || busy_status(resp.status)) {
-			if (retry_or_fail(r, &attempt, url, rc, &resp, "manifest request to") < 0)
+		if (rc != 0 || xp_busy_status(resp.status)) {
+			if (retry_or_fail(r, &attempt, url, rc, &resp, "manifest request to") < 0) {
+				if (!r->stopped)
+					xlog_status_error(r, rc == 0 ? &resp : NULL, r->res->error_message);
 				goto out;
+			}
 			continue;
 		}
-		text = status_text(&resp, &code, &doc);
+		text = xp_status_text(&resp, &code, &doc);
 		xp_fail(r, 502, "exception", "could not get the manifest at %s: %s", url, text ? text : "error");
+		xlog_status_error(r, &resp, r->res->error_message);
 		goto out;
 	}
 	m = parse_manifest(r, &resp, url);
@@ -687,35 +722,89 @@ static const char *next_link(json_object *m)
 	return NULL;
 }
 
-static void merge_array(json_object *into, json_object *from, const char *key)
+/* 1 when arr already lists an entry with this url. */
+static int has_url(json_object *arr, const char *url, size_t upto)
 {
-	json_object *src, *dst;
 	size_t i;
 
-	if (!json_object_object_get_ex(from, key, &src) || !json_object_is_type(src, json_type_array))
-		return;
-	if (!json_object_object_get_ex(into, key, &dst) || !json_object_is_type(dst, json_type_array)) {
-		dst = json_object_new_array();
-		json_object_object_add(into, key, dst);
-	}
-	for (i = 0; i < json_object_array_length(src); i++)
-		json_object_array_add(dst, json_object_get(json_object_array_get_idx(src, i)));
+	for (i = 0; url && i < upto; i++)
+		if (!strcmp(xp_get_str(json_object_array_get_idx(arr, i), "url") ?: "", url))
+			return 1;
+	return 0;
 }
 
-/* Follows `link` relation "next" and merges output/deleted/error into the
- * first page, which then has no `link` left. */
+/* Appends the entries of page[key] to into[key] that it does not list yet
+ * (servers repeat the error file on every page) and notes their page. */
+static int merge_array(struct run *r, json_object *into, json_object *from, enum xkind k, int page)
+{
+	json_object *src, *dst;
+	size_t i, before;
+
+	if (!json_object_object_get_ex(from, xkind_key[k], &src) || !json_object_is_type(src, json_type_array))
+		return 0;
+	if (!json_object_object_get_ex(into, xkind_key[k], &dst) || !json_object_is_type(dst, json_type_array)) {
+		dst = json_object_new_array();
+		json_object_object_add(into, xkind_key[k], dst);
+	}
+	before = json_object_array_length(dst);
+	for (i = 0; i < json_object_array_length(src); i++) {
+		json_object *it = json_object_array_get_idx(src, i);
+
+		if (has_url(dst, xp_get_str(it, "url"), before))
+			continue;
+		json_object_array_add(dst, json_object_get(it));
+		if (xst_page_add(r, k, page) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The first page's own entries, deduplicated in place the same way. */
+static int first_page(struct run *r)
+{
+	json_object *arr, *clean;
+	size_t i;
+	int k;
+
+	for (k = 0; k < XK_N; k++) {
+		if (!json_object_object_get_ex(r->manifest, xkind_key[k], &arr) ||
+		    !json_object_is_type(arr, json_type_array))
+			continue;
+		clean = json_object_new_array();
+		for (i = 0; i < json_object_array_length(arr); i++) {
+			json_object *it = json_object_array_get_idx(arr, i);
+
+			if (has_url(clean, xp_get_str(it, "url"), json_object_array_length(clean)))
+				continue;
+			json_object_array_add(clean, json_object_get(it));
+			if (xst_page_add(r, (enum xkind)k, 1) < 0) {
+				json_object_put(clean);
+				return -1;
+			}
+		}
+		json_object_object_add(r->manifest, xkind_key[k], clean);
+	}
+	return 0;
+}
+
+/* Follows `link` relation "next" and merges output/deleted/error/outcome
+ * into the first page, which then has no `link` left. */
 static int follow_pages(struct run *r)
 {
 	char **seen = NULL, *next = NULL, *page_url = NULL;
 	const char *link;
 	json_object *page = NULL, *cur = r->manifest;
-	int n = 0, i, ret = -1;
+	int n = 0, i, k, ret = -1;
 
+	if (first_page(r) < 0)
+		goto oom;
+	r->npages = 1;
+	xlog_page_complete(r, r->manifest);
 	while ((link = next_link(cur))) {
 		if (!page_url) {
 			page_url = strdup(r->manifest_url ? r->manifest_url : r->o->url ? r->o->url : "");
 			if (!page_url)
-				goto out;
+				goto oom;
 		}
 		next = url_resolve(page_url, link);
 		if (!next || !url_is_http(next)) {
@@ -729,7 +818,13 @@ static int follow_pages(struct run *r)
 			xp_fail(r, 502, "exception", "the manifest's next links loop or exceed %d pages", MAX_MANIFEST_PAGES);
 			goto out;
 		}
-		seen = realloc(seen, sizeof *seen * (size_t)(n + 1));
+		{
+			char **grown = realloc(seen, sizeof *seen * (size_t)(n + 1));
+
+			if (!grown)
+				goto oom;
+			seen = grown;
+		}
 		seen[n++] = next;
 		json_object_put(page);
 		free(page_url);
@@ -738,13 +833,18 @@ static int follow_pages(struct run *r)
 		next = NULL;
 		if (!page)
 			goto out;
-		merge_array(r->manifest, page, "output");
-		merge_array(r->manifest, page, "deleted");
-		merge_array(r->manifest, page, "error");
+		r->npages++;
+		for (k = 0; k < XK_N; k++)
+			if (merge_array(r, r->manifest, page, (enum xkind)k, r->npages) < 0)
+				goto oom;
+		xlog_page_complete(r, page);
 		cur = page;
 	}
 	json_object_object_del(r->manifest, "link");
 	ret = 0;
+	goto out;
+oom:
+	xp_fail(r, 500, "exception", "out of memory");
 out:
 	json_object_put(page);
 	for (i = 0; i < n; i++)
@@ -777,6 +877,7 @@ static void delete_status(struct run *r)
 	rq.headers = hdrs;
 	rq.extra_headers = r->o->extra_headers;
 	rq.auth_origin = r->auth_origin;
+	rq.trusted_origins = (const char *const *)r->trusted;
 	if (r->smart)
 		rq.bearer = smart_token(r->smart, &err, NULL);
 	if (http_request(&c, &rq, &resp) < 0)
@@ -785,558 +886,6 @@ static void delete_status(struct run *r)
 		log_info("export: DELETE %s: HTTP %ld", r->status_url, resp.status);
 	free(err);
 	http_resp_free(&resp);
-}
-
-/* ---- downloads --------------------------------------------------------- */
-
-#define LINE_ISSUE_CAP 50
-#define ERROR_BODY_MAX (64u << 10)
-#define PROGRESS_MS 250
-
-enum dl_state { DL_WAITING, DL_ACTIVE, DL_DONE };
-
-/* One manifest file on its way into the destination. */
-struct dl {
-	struct run *r;
-	struct export_file *f;
-	const char *expect;           /* resourceType every line must have */
-	int want_token;               /* requiresAccessToken */
-	enum dl_state st;
-	long long not_before;         /* monotonic ms; retry back-off */
-	char *first_url;              /* the manifest's URL, resolved */
-	char *url;                    /* current hop */
-	int redirects, attempt, refreshed, started;
-	CURL *e;
-	struct curl_slist *hdrs;
-	struct http_resp resp;        /* headers; body only for non-200 answers */
-	long status;
-	struct dest_file *df;
-	struct ndjson *nd;
-	EVP_MD_CTX *sha;
-	int sent_bearer;
-	unsigned token_serial;        /* which token went out */
-	int store_failed;
-	char *store_err;
-	long long line_issues;        /* reported so far */
-	long long last_progress;
-	char errbuf[CURL_ERROR_SIZE];
-};
-
-static void file_issue(struct dl *d, const char *sev, const char *code, long long line, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-
-static void file_issue(struct dl *d, const char *sev, const char *code, long long line, const char *fmt, ...)
-{
-	struct export_issue iss = { sev, code, d->f, line, NULL };
-	char *msg = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
-	va_end(ap);
-	iss.message = msg ? msg : "error";
-	if (d->r->ev && d->r->ev->on_issue)
-		d->r->ev->on_issue(d->r->o->ctx, &iss);
-	free(msg);
-}
-
-static void on_line_issue(void *ctx, long long line, const char *code, const char *msg)
-{
-	struct dl *d = ctx;
-
-	if (d->line_issues++ < LINE_ISSUE_CAP)
-		file_issue(d, "error", code, line, "%s", msg);
-}
-
-static size_t dl_write(char *p, size_t size, size_t n, void *ud)
-{
-	struct dl *d = ud;
-	size_t len = size * n;
-	long long now;
-
-	if (!d->status)
-		curl_easy_getinfo(d->e, CURLINFO_RESPONSE_CODE, &d->status);
-	if (d->status != 200) {
-		/* an error or redirect body: keep a little for the message */
-		if (d->resp.body.len < ERROR_BODY_MAX)
-			buf_append(&d->resp.body, p, len < ERROR_BODY_MAX - d->resp.body.len ? len
-							: ERROR_BODY_MAX - d->resp.body.len);
-		else
-			d->resp.body_truncated = 1;
-		return len;
-	}
-	/* stored exactly as received, then validated and hashed */
-	if (dest_file_write(d->df, p, len, &d->store_err) < 0) {
-		d->store_failed = 1;
-		return 0;
-	}
-	EVP_DigestUpdate(d->sha, p, len);
-	ndjson_feed(d->nd, p, len);
-	d->f->bytes += (long long)len;
-	now = xp_now_ms();
-	if (now - d->last_progress >= PROGRESS_MS) {
-		d->last_progress = now;
-		d->f->lines = ndjson_lines(d->nd);
-		if (d->r->ev && d->r->ev->on_file_progress)
-			d->r->ev->on_file_progress(d->r->o->ctx, d->f);
-	}
-	return len;
-}
-
-/* Never called while the handle is in the multi handle. */
-static void dl_finish(struct dl *d, int ok)
-{
-	if (d->df) {
-		dest_file_abort(d->df);
-		d->df = NULL;
-	}
-	if (d->e) {
-		curl_easy_cleanup(d->e);
-		d->e = NULL;
-	}
-	curl_slist_free_all(d->hdrs);
-	d->hdrs = NULL;
-	ndjson_free(d->nd);
-	d->nd = NULL;
-	if (d->sha)
-		EVP_MD_CTX_free(d->sha);
-	d->sha = NULL;
-	http_resp_free(&d->resp);
-	d->st = DL_DONE;
-	if (!ok)
-		d->r->res->files_failed++;
-	if (d->r->ev && d->r->ev->on_file_done)
-		d->r->ev->on_file_done(d->r->o->ctx, d->f, ok);
-}
-
-static void dl_fail(struct dl *d, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void dl_fail(struct dl *d, const char *code, const char *fmt, ...)
-{
-	char *msg = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
-	va_end(ap);
-	file_issue(d, "error", code, 0, "%s", msg ? msg : "download failed");
-	log_warn("export: file %d: %s", d->f->seq, msg ? msg : "download failed");
-	free(msg);
-	dl_finish(d, 0);
-}
-
-/* Starts (or restarts from scratch) the transfer of d->url. 0, or -1 when
- * the file failed already. */
-static int dl_start(struct dl *d, CURLM *m)
-{
-	static const char *const hdrs[] = { "Accept: application/fhir+ndjson", NULL };
-	struct run *r = d->r;
-	const char *token = NULL;
-	char *origin, *err = NULL;
-	int failed = 0, same;
-
-	if (!url_is_http(d->url)) {
-		dl_fail(d, "exception", "the file URL \"%s\" is not an http(s) URL", d->url);
-		return -1;
-	}
-	origin = url_origin(d->url);
-	same = origin && r->auth_origin && !strcmp(origin, r->auth_origin);
-	free(origin);
-	if (d->want_token && same) {
-		token = xp_token(r, &failed);
-		if (failed == 2) {
-			dl_fail(d, "exception", "%s", r->res->error_message ? r->res->error_message : "authorization failed");
-			/* a failed token is a per-file problem here, not the export's */
-			free(r->res->error_message);
-			free(r->res->error_code);
-			r->res->error_message = r->res->error_code = NULL;
-			r->res->http_status = 0;
-			return -1;
-		}
-		if (failed == 1) {
-			/* try again later like any transient failure */
-			d->st = DL_WAITING;
-			d->not_before = xp_now_ms() + xp_retry_ms(r, NULL, d->attempt);
-			if (d->attempt++ >= r->retries) {
-				dl_fail(d, "transient", "%s", r->last_auth_err ? r->last_auth_err : "token request failed");
-				return -1;
-			}
-			return 0;
-		}
-	}
-	/* allocated when needed: a manifest may list thousands of files */
-	if (!d->nd)
-		d->nd = ndjson_new(d->expect, r->o->max_line_bytes, on_line_issue, d);
-	if (!d->sha)
-		d->sha = EVP_MD_CTX_new();
-	if (!d->nd || !d->sha) {
-		dl_fail(d, "exception", "out of memory");
-		return -1;
-	}
-	if (d->df)
-		dest_file_abort(d->df);
-	d->df = dest_file_open(r->o->dest, d->f->dest_name, &err);
-	if (!d->df) {
-		dl_fail(d, "exception", "cannot store %s: %s", d->f->dest_name, err ? err : "error");
-		free(err);
-		return -1;
-	}
-	ndjson_reset(d->nd);
-	EVP_DigestInit_ex(d->sha, EVP_sha256(), NULL);
-	d->f->bytes = d->f->lines = 0;
-	d->status = 0;
-	d->line_issues = 0;
-	http_resp_reset(&d->resp);
-	if (!d->e)
-		d->e = curl_easy_init();
-	else
-		curl_easy_reset(d->e);
-	if (!d->e) {
-		dl_fail(d, "exception", "out of memory");
-		return -1;
-	}
-	curl_slist_free_all(d->hdrs);
-	/* extra headers belong to the provider: never to storage elsewhere */
-	d->hdrs = http_hop_headers(d->url, hdrs, r->o->extra_headers, same, token, r->auth_origin, &d->sent_bearer);
-	if (r->smart)
-		d->token_serial = smart_token_serial(r->smart);
-	{
-		struct http_conf c = r->conf;
-
-		c.should_stop = NULL;   /* the loop asks; per-transfer calls would be many */
-		http_apply_conf(d->e, &c);
-	}
-	d->errbuf[0] = '\0';
-	curl_easy_setopt(d->e, CURLOPT_ERRORBUFFER, d->errbuf);
-	curl_easy_setopt(d->e, CURLOPT_URL, d->url);
-	curl_easy_setopt(d->e, CURLOPT_HTTPGET, 1L);
-	curl_easy_setopt(d->e, CURLOPT_HTTPHEADER, d->hdrs);
-	curl_easy_setopt(d->e, CURLOPT_HEADERFUNCTION, http_header_cb);
-	curl_easy_setopt(d->e, CURLOPT_HEADERDATA, &d->resp);
-	curl_easy_setopt(d->e, CURLOPT_WRITEFUNCTION, dl_write);
-	curl_easy_setopt(d->e, CURLOPT_WRITEDATA, d);
-	curl_easy_setopt(d->e, CURLOPT_PRIVATE, d);
-	if (!d->started) {
-		d->started = 1;
-		if (r->ev && r->ev->on_file_start)
-			r->ev->on_file_start(r->o->ctx, d->f);
-	}
-	if (curl_multi_add_handle(m, d->e) != CURLM_OK) {
-		dl_fail(d, "exception", "cannot start the transfer");
-		return -1;
-	}
-	d->st = DL_ACTIVE;
-	d->last_progress = xp_now_ms();
-	return 0;
-}
-
-/* Schedule a retry from scratch, or fail the file when retries are used. */
-static void dl_retry(struct dl *d, const char *why, const char *retry_after)
-{
-	struct run *r = d->r;
-	long ms;
-
-	if (ndjson_errors(d->nd)) {
-		/* the content is already known to be bad: no point in fetching it again */
-		dl_fail(d, "structure", "file has invalid lines and then failed: %s", why);
-		return;
-	}
-	if (d->attempt >= r->retries) {
-		dl_fail(d, "transient", "download failed after %d attempts: %s", d->attempt + 1, why);
-		return;
-	}
-	ms = xp_retry_ms(r, retry_after, d->attempt);
-	d->attempt++;
-	log_info("export: file %d: %s; retry %d/%d in %ld ms", d->f->seq, why, d->attempt, r->retries, ms);
-	dest_file_abort(d->df);
-	d->df = NULL;
-	free(d->url);
-	d->url = strdup(d->first_url);   /* redirect targets may have expired */
-	d->redirects = 0;
-	d->st = DL_WAITING;
-	d->not_before = xp_now_ms() + ms;
-}
-
-static void dl_complete(struct dl *d)
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	char *err = NULL, *hex;
-	long long errors;
-
-	ndjson_finish(d->nd);
-	d->f->lines = ndjson_lines(d->nd);
-	errors = ndjson_errors(d->nd);
-	if (d->line_issues > LINE_ISSUE_CAP)
-		file_issue(d, "error", "structure", 0, "%lld lines with problems, only the first %d reported",
-			   errors, LINE_ISSUE_CAP);
-	if (d->f->manifest_count >= 0 && d->f->lines != d->f->manifest_count) {
-		file_issue(d, "error", "value", 0, "line count %lld does not match the manifest count %lld",
-			   d->f->lines, d->f->manifest_count);
-		errors++;
-	}
-	if (errors) {
-		log_warn("export: file %d (%s) is invalid; not stored", d->f->seq, d->f->url);
-		dl_finish(d, 0);
-		return;
-	}
-	EVP_DigestFinal_ex(d->sha, md, &mdlen);
-	hex = hex_encode(md, mdlen);
-	if (hex) {
-		snprintf(d->f->sha256, sizeof d->f->sha256, "%s", hex);
-		free(hex);
-	}
-	if (dest_file_commit(d->df, &err) < 0) {
-		d->df = NULL;
-		dl_fail(d, "exception", "cannot store %s: %s", d->f->dest_name, err ? err : "error");
-		free(err);
-		return;
-	}
-	d->df = NULL;
-	dl_finish(d, 1);
-}
-
-/* A transfer ended: decide between done, redirect, retry and failure. */
-static void dl_ended(struct dl *d, CURLcode cc)
-{
-	struct run *r = d->r;
-	const char *code = NULL;
-	json_object *doc = NULL;
-	char *text = NULL, *loc = NULL, *next;
-	long status = 0;
-
-	if (d->store_failed) {
-		dl_fail(d, "exception", "cannot store %s: %s", d->f->dest_name, d->store_err ? d->store_err : "write error");
-		return;
-	}
-	if (cc != CURLE_OK) {
-		char why[CURL_ERROR_SIZE + 32];
-
-		snprintf(why, sizeof why, "%s", d->errbuf[0] ? d->errbuf : curl_easy_strerror(cc));
-		dl_retry(d, why, NULL);
-		return;
-	}
-	curl_easy_getinfo(d->e, CURLINFO_RESPONSE_CODE, &status);
-	if (status == 200) {
-		dl_complete(d);
-		return;
-	}
-	if (http_is_redirect(status)) {
-		curl_easy_getinfo(d->e, CURLINFO_REDIRECT_URL, &loc);
-		if (loc) {
-			if (d->redirects >= HTTP_MAX_REDIRECTS) {
-				dl_fail(d, "exception", "more than %d redirects",
-					HTTP_MAX_REDIRECTS);
-				return;
-			}
-			next = strdup(loc);
-			free(d->url);
-			d->url = next;
-			d->redirects++;
-			d->st = DL_WAITING;
-			d->not_before = 0;
-			return;
-		}
-	}
-	if (status == 401 && d->sent_bearer && !d->refreshed && r->smart) {
-		/* parallel downloads that got 401 with the same token refresh it once */
-		if (smart_token_serial(r->smart) == d->token_serial)
-			smart_invalidate(r->smart);
-		d->refreshed = 1;
-		d->st = DL_WAITING;
-		d->not_before = 0;
-		return;
-	}
-	d->resp.status = status;
-	text = status_text(&d->resp, &code, &doc);
-	if (busy_status(status))
-		dl_retry(d, text ? text : "server busy", d->resp.retry_after);
-	else
-		dl_fail(d, "exception", "download failed: %s", text ? text : "error");
-	free(text);
-	json_object_put(doc);
-}
-
-static void dl_free(struct dl *d, CURLM *m)
-{
-	if (d->e) {
-		if (d->st == DL_ACTIVE)
-			curl_multi_remove_handle(m, d->e);
-		curl_easy_cleanup(d->e);
-	}
-	curl_slist_free_all(d->hdrs);
-	http_resp_free(&d->resp);
-	if (d->df)
-		dest_file_abort(d->df);
-	ndjson_free(d->nd);
-	if (d->sha)
-		EVP_MD_CTX_free(d->sha);
-	free(d->url);
-	free(d->first_url);
-	free(d->store_err);
-}
-
-static const char *get_str(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (o && json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
-		return json_object_get_string(v);
-	return NULL;
-}
-
-/* files[] from output, deleted and error, numbered across all three.
- * Strings borrow from the manifest; dest names go to names[]. */
-static int build_files(struct run *r, struct export_file **files_out, char ***names_out)
-{
-	static const char *const kinds[] = { "output", "deleted", "error" };
-	struct export_file *files = NULL;
-	char **names = NULL, *raw = NULL;
-	json_object *arr, *it, *cnt;
-	size_t k, i, total = 0;
-	int n = 0;
-
-	for (k = 0; k < 3; k++)
-		if (json_object_object_get_ex(r->manifest, kinds[k], &arr) && json_object_is_type(arr, json_type_array))
-			total += json_object_array_length(arr);
-	files = calloc(total ? total : 1, sizeof *files);
-	names = calloc(total ? total : 1, sizeof *names);
-	if (!files || !names)
-		goto fail;
-	for (k = 0; k < 3; k++) {
-		if (!json_object_object_get_ex(r->manifest, kinds[k], &arr) || !json_object_is_type(arr, json_type_array))
-			continue;
-		for (i = 0; i < json_object_array_length(arr); i++) {
-			struct export_file *f = &files[n];
-			const char *type, *u;
-
-			it = json_object_array_get_idx(arr, i);
-			type = get_str(it, "type");
-			u = get_str(it, "url");
-			f->seq = n + 1;
-			f->kind = kinds[k];
-			f->type = type ? type : "";
-			f->url = u ? u : "";
-			f->manifest_count = json_object_object_get_ex(it, "count", &cnt) &&
-					    json_object_is_type(cnt, json_type_int) ? json_object_get_int64(cnt) : -1;
-			if (asprintf(&raw, "%d.%s.ndjson", f->seq, type && *type ? type : "unknown") < 0)
-				goto fail;
-			names[n] = dest_safe_name(raw);
-			free(raw);
-			raw = NULL;
-			if (!names[n])
-				goto fail;
-			f->dest_name = names[n];
-			n++;
-		}
-	}
-	*files_out = files;
-	*names_out = names;
-	return n;
-fail:
-	for (i = 0; names && i < (size_t)n; i++)
-		free(names[i]);
-	free(names);
-	free(files);
-	xp_fail(r, 500, "exception", "out of memory");
-	return -1;
-}
-
-static int download_all(struct run *r)
-{
-	struct export_file *files = NULL;
-	struct dl *dls = NULL;
-	char **names = NULL;
-	CURLM *m = NULL;
-	CURLMsg *msg;
-	json_object *v;
-	int n, i, active, left, running, want_token = 0, ret = -1;
-	int par = r->o->parallelism > 0 ? r->o->parallelism : 4;
-	long long now;
-
-	if (json_object_object_get_ex(r->manifest, "requiresAccessToken", &v))
-		want_token = json_object_get_boolean(v);
-	n = build_files(r, &files, &names);
-	if (n < 0)
-		return -1;
-	if (r->ev && r->ev->on_manifest)
-		r->ev->on_manifest(r->o->ctx, r->manifest, files, n);
-	dls = calloc(n ? (size_t)n : 1, sizeof *dls);
-	m = curl_multi_init();
-	if (!dls || !m) {
-		xp_fail(r, 500, "exception", "out of memory");
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		struct dl *d = &dls[i];
-
-		d->r = r;
-		d->f = &files[i];
-		d->st = files[i].skip ? DL_DONE : DL_WAITING;
-		if (d->st == DL_DONE)
-			continue;
-		d->expect = !strcmp(files[i].kind, "deleted") ? "Bundle" :
-			    !strcmp(files[i].kind, "error") ? "OperationOutcome" :
-			    *files[i].type ? files[i].type : NULL;
-		d->want_token = want_token;
-		/* the spec wants absolute URLs; resolve relative ones anyway */
-		d->first_url = r->manifest_url && *files[i].url ? url_resolve(r->manifest_url, files[i].url) : NULL;
-		if (!d->first_url)
-			d->first_url = strdup(files[i].url);
-		d->url = d->first_url ? strdup(d->first_url) : NULL;
-		if (!d->first_url || !d->url) {
-			xp_fail(r, 500, "exception", "out of memory");
-			goto out;
-		}
-	}
-	for (;;) {
-		if (xp_stop(r))
-			goto out;
-		if (xp_past_deadline(r)) {
-			xp_fail_deadline(r);
-			goto out;
-		}
-		now = xp_now_ms();
-		active = left = 0;
-		for (i = 0; i < n; i++)
-			if (dls[i].st == DL_ACTIVE)
-				active++;
-		for (i = 0; i < n; i++) {
-			if (dls[i].st == DL_WAITING && active < par && dls[i].not_before <= now &&
-			    dl_start(&dls[i], m) == 0 && dls[i].st == DL_ACTIVE)
-				active++;
-			if (dls[i].st != DL_DONE)
-				left++;
-		}
-		if (!left)
-			break;
-		curl_multi_perform(m, &running);
-		while ((msg = curl_multi_info_read(m, &running))) {
-			struct dl *d = NULL;
-
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&d);
-			curl_multi_remove_handle(m, msg->easy_handle);
-			d->st = DL_WAITING;   /* dl_ended moves it on */
-			dl_ended(d, msg->data.result);
-		}
-		curl_multi_poll(m, NULL, 0, SLICE_MS, NULL);
-	}
-	ret = 0;
-out:
-	for (i = 0; dls && i < n; i++)
-		dl_free(&dls[i], m);
-	if (m)
-		curl_multi_cleanup(m);
-	for (i = 0; names && i < n; i++)
-		free(names[i]);
-	free(names);
-	free(files);
-	free(dls);
-	return ret;
 }
 
 /* ---- the run ----------------------------------------------------------- */
@@ -1351,17 +900,51 @@ void export_result_free(struct export_result *res)
 	res->error_code = res->error_message = res->transaction_time = NULL;
 }
 
+/* token_origins as url_origin()s. */
+static int trusted_origins(struct run *r)
+{
+	const char *const *t = r->o->token_origins;
+	size_t n = 0, i;
+
+	while (t && t[n])
+		n++;
+	r->trusted = calloc(n + 1, sizeof *r->trusted);
+	if (!r->trusted) {
+		xp_fail(r, 500, "exception", "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		r->trusted[i] = url_is_http(t[i]) ? url_origin(t[i]) : NULL;
+		if (!r->trusted[i]) {
+			xp_fail(r, 400, "invalid", "token origin \"%s\" is not an http(s) origin", t[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static char *new_export_id(void)
+{
+	unsigned char raw[8];
+
+	if (RAND_bytes(raw, sizeof raw) != 1)
+		return NULL;
+	return hex_encode(raw, sizeof raw);
+}
+
 int export_run(const struct export_opts *o, const struct export_events *ev, struct export_result *res)
 {
 	struct run r;
 	json_object *v;
-	int ret = -1;
+	char *err = NULL;
+	int ret = -1, k;
 
 	memset(res, 0, sizeof *res);
 	memset(&r, 0, sizeof r);
 	r.o = o;
 	r.ev = ev;
 	r.res = res;
+	r.t0_ms = xp_now_ms();
 	r.seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&r;
 	r.retries = o->retries > 0 ? o->retries : 0;
 	r.max_wait_ms = (o->poll_max_wait > 0 ? o->poll_max_wait : 60) * 1000;
@@ -1373,6 +956,10 @@ int export_run(const struct export_opts *o, const struct export_events *ev, stru
 	r.conf.idle_timeout = o->idle_timeout;
 	r.conf.should_stop = ev ? ev->should_stop : NULL;
 	r.conf.stop_ctx = o->ctx;
+	r.conf.stop_value = &r.stopped;
+	r.conf.ca_file = o->ca_file;
+	r.conf.insecure = o->insecure;
+	r.conf.proxy = o->proxy;
 	http_global_init();
 
 	if (!o->url && !o->status_url && !o->manifest) {
@@ -1383,7 +970,13 @@ int export_run(const struct export_opts *o, const struct export_events *ev, stru
 		xp_fail(&r, 500, "exception", "no destination given");
 		goto out;
 	}
-	r.auth_origin = url_origin(o->fhir_base ? o->fhir_base : o->url);
+	if (naming_check(o->name_template, &err) < 0) {
+		xp_fail(&r, 400, "invalid", "%s", err ? err : "bad name template");
+		goto out;
+	}
+	if (trusted_origins(&r) < 0)
+		goto out;
+	r.auth_origin = url_origin(o->fhir_base ? o->fhir_base : o->url ? o->url : o->status_url);
 	if (!o->auth.open) {
 		if (!o->fhir_base && !o->auth.token_url) {
 			xp_fail(&r, 400, "invalid", "a FHIR base URL is needed to find the provider's token endpoint");
@@ -1395,38 +988,79 @@ int export_run(const struct export_opts *o, const struct export_events *ev, stru
 			goto out;
 		}
 	}
+	if (xst_load(&r) < 0)
+		goto out;
+	if (!r.export_id)
+		r.export_id = o->export_id ? strdup(o->export_id) : new_export_id();
+	if (!r.export_id) {
+		xp_fail(&r, 500, "exception", "out of memory");
+		goto out;
+	}
 
 	if (o->status_url) {
+		free(r.status_url);
 		r.status_url = strdup(o->status_url);
+		free(r.manifest_url);
 		r.manifest_url = strdup(o->status_url);
 	}
 	if (o->manifest) {
+		json_object_put(r.manifest);
 		r.manifest = json_object_get(o->manifest);
-	} else if (o->kind == EXPORT_STATIC) {
-		r.manifest = fetch_manifest(&r, o->url, &r.manifest_url);
-		if (!r.manifest)
-			goto out;
-	} else {
-		if (!r.status_url && kickoff(&r) < 0)
-			goto out;
-		if (poll_status(&r) < 0)
-			goto out;
+		for (k = 0; k < XK_N; k++)
+			r.pages[k].n = 0;   /* pages unknown: all 1 */
 	}
-	if (follow_pages(&r) < 0)
-		goto out;
+	if (!r.manifest) {
+		if (o->kind == EXPORT_STATIC) {
+			r.manifest = fetch_manifest(&r, o->url, &r.manifest_url);
+			if (!r.manifest)
+				goto out;
+			xlog_status_complete(&r, r.manifest);
+		} else {
+			if (!r.status_url && kickoff(&r) < 0)
+				goto out;
+			if (poll_status(&r) < 0)
+				goto out;
+		}
+		if (follow_pages(&r) < 0)
+			goto out;
+		xlog_manifest_complete(&r);
+	} else {
+		/* known already (caller or resume): only normalise it */
+		json_object_object_del(r.manifest, "link");
+	}
 	if (json_object_object_get_ex(r.manifest, "transactionTime", &v))
 		res->transaction_time = strdup(json_object_get_string(v));
-	if (download_all(&r) < 0)
+	if (xdl_all(&r) < 0)
 		goto out;
+	if (o->save_manifest && !r.res->files_failed && xst_write_manifest(&r) < 0)
+		goto out;
+	if (o->save_manifest && r.res->files_failed) {
+		struct export_issue iss = { "warning", "incomplete", NULL, 0, NULL };
+		char *msg = NULL;
+
+		if (asprintf(&msg, "%s not written: %d file%s failed", XMANIFEST_NAME, r.res->files_failed,
+			     r.res->files_failed == 1 ? "" : "s") < 0)
+			msg = NULL;
+		iss.message = msg ? msg : "manifest not written: files failed";
+		log_warn("export: %s", iss.message);
+		if (ev && ev->on_issue)
+			ev->on_issue(o->ctx, &iss);
+		free(msg);
+	}
 	res->ok = 1;
 	ret = 0;
+	r.complete = 1;
+	xlog_export_complete(&r);
 out:
 	if (r.stopped) {
 		res->cancelled = 1;
 		res->ok = 0;
 		ret = -1;
 		free(res->error_message);
+		free(res->error_code);
 		res->error_message = strdup("the export was stopped");
+		res->error_code = strdup("transient");
+		res->http_status = 0;
 		if (r.stopped != EXPORT_STOP_ABANDON)   /* drain / lost lease: another worker continues it */
 			delete_status(&r);
 	} else if (ret < 0 && res->http_status == 504) {
@@ -1434,13 +1068,25 @@ out:
 	}
 	if (ret < 0 && !res->error_message)
 		xp_fail(&r, 500, "exception", "the export failed");
+	if (ret < 0 && !r.stopped)
+		xlog_client_error(&r);
 	if (ret < 0)
 		log_warn("export: %s", res->error_message ? res->error_message : "failed");
+	xst_save(&r, 1);
+	xst_free_files(&r);
+	for (k = 0; k < XK_N; k++)
+		free(r.pages[k].page);
+	json_object_put(r.state);
 	json_object_put(r.manifest);
 	smart_free(r.smart);
+	for (k = 0; r.trusted && r.trusted[k]; k++)
+		free(r.trusted[k]);
+	free(r.trusted);
+	free(err);
 	free(r.auth_origin);
 	free(r.status_url);
 	free(r.manifest_url);
 	free(r.last_auth_err);
+	free(r.export_id);
 	return ret;
 }

@@ -32,13 +32,18 @@ int http_is_redirect(long s)
 }
 
 /* libcurl calls this many times a second; ask should_stop at most every
- * 100 ms so a callback that looks at shared state stays cheap. */
+ * 100 ms so a callback that looks at shared state stays cheap.  The value
+ * that stopped us is kept: EXPORT_STOP_CANCEL and _ABANDON mean different
+ * things to the caller. */
+static __thread int last_stop_value;
+
 static int xferinfo(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
 	static __thread long long last_ms;
 	const struct http_conf *c = p;
 	struct timespec ts;
 	long long now;
+	int v;
 
 	if (!c || !c->should_stop)
 		return 0;
@@ -47,7 +52,11 @@ static int xferinfo(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_o
 	if (now - last_ms < 100)
 		return 0;
 	last_ms = now;
-	return c->should_stop(c->stop_ctx) ? 1 : 0;
+	v = c->should_stop(c->stop_ctx);
+	last_stop_value = v;
+	if (v && c->stop_value)
+		*c->stop_value = v;
+	return v ? 1 : 0;
 }
 
 void http_apply_conf(CURL *e, const struct http_conf *c)
@@ -65,6 +74,14 @@ void http_apply_conf(CURL *e, const struct http_conf *c)
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, idle);
 	if (c && c->user_agent && *c->user_agent)
 		curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+	if (c && c->ca_file && *c->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+	if (c && c->insecure) {
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	if (c && c->proxy && *c->proxy)
+		curl_easy_setopt(e, CURLOPT_PROXY, c->proxy);
 	if (c && c->should_stop) {
 		curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, xferinfo);
 		curl_easy_setopt(e, CURLOPT_XFERINFODATA, (void *)c);
@@ -72,13 +89,32 @@ void http_apply_conf(CURL *e, const struct http_conf *c)
 	}
 }
 
+int http_origin_trusted(const char *url, const char *auth_origin, const char *const *trusted)
+{
+	char *origin;
+	int ok = 0;
+
+	if (!auth_origin && !(trusted && *trusted))
+		return 0;
+	origin = url_origin(url);
+	if (!origin)
+		return 0;
+	if (auth_origin && !strcmp(origin, auth_origin))
+		ok = 1;
+	for (; !ok && trusted && *trusted; trusted++)
+		ok = !strcmp(origin, *trusted);
+	free(origin);
+	return ok;
+}
+
 struct curl_slist *http_hop_headers(const char *url, const char *const *headers,
 				    const char *const *extra_headers, int extra_ok,
-				    const char *bearer, const char *auth_origin, int *sent)
+				    const char *bearer, const char *auth_origin,
+				    const char *const *trusted, int *sent)
 {
 	struct curl_slist *l = NULL, *t;
 	const char *const *h;
-	char *origin = NULL, *auth = NULL;
+	char *auth = NULL;
 
 	if (sent)
 		*sent = 0;
@@ -88,19 +124,16 @@ struct curl_slist *http_hop_headers(const char *url, const char *const *headers,
 	for (h = extra_headers; extra_ok && h && *h; h++)
 		if ((t = curl_slist_append(l, *h)))
 			l = t;
-	if (bearer && *bearer && auth_origin) {
-		origin = url_origin(url);
-		if (origin && !strcmp(origin, auth_origin) && asprintf(&auth, "Authorization: Bearer %s", bearer) >= 0) {
-			if ((t = curl_slist_append(l, auth))) {
-				l = t;
-				if (sent)
-					*sent = 1;
-			}
-			/* do not leave the token lying around in freed memory */
-			memset(auth, 0, strlen(auth));
-			free(auth);
+	if (bearer && *bearer && http_origin_trusted(url, auth_origin, trusted) &&
+	    asprintf(&auth, "Authorization: Bearer %s", bearer) >= 0) {
+		if ((t = curl_slist_append(l, auth))) {
+			l = t;
+			if (sent)
+				*sent = 1;
 		}
-		free(origin);
+		/* do not leave the token lying around in freed memory */
+		memset(auth, 0, strlen(auth));
+		free(auth);
 	}
 	return l;
 }
@@ -116,8 +149,13 @@ void http_resp_reset(struct http_resp *r)
 	free(r->content_type);
 	free(r->location);
 	free(r->expires);
+	free(r->etag);
+	free(r->content_range);
+	free(r->content_encoding);
+	free(r->accept_ranges);
 	r->content_location = r->retry_after = r->x_progress = NULL;
 	r->content_type = r->location = r->expires = NULL;
+	r->etag = r->content_range = r->content_encoding = r->accept_ranges = NULL;
 	free(r->error);
 	r->error = NULL;
 	r->curl_code = 0;
@@ -138,7 +176,8 @@ void http_resp_free(struct http_resp *r)
 static void clear_headers(struct http_resp *r)
 {
 	char **f[] = { &r->content_location, &r->retry_after, &r->x_progress,
-		       &r->content_type, &r->location, &r->expires };
+		       &r->content_type, &r->location, &r->expires, &r->etag,
+		       &r->content_range, &r->content_encoding, &r->accept_ranges };
 	size_t i;
 
 	for (i = 0; i < sizeof f / sizeof f[0]; i++) {
@@ -169,6 +208,10 @@ size_t http_header_cb(char *p, size_t size, size_t n, void *userdata)
 	else H("Content-Type", content_type);
 	else H("Location", location);
 	else H("Expires", expires);
+	else H("ETag", etag);
+	else H("Content-Range", content_range);
+	else H("Content-Encoding", content_encoding);
+	else H("Accept-Ranges", accept_ranges);
 #undef H
 	if (!slot)
 		return len;
@@ -226,7 +269,7 @@ int http_request(const struct http_conf *c, const struct http_req *rq, struct ht
 	struct sink sink = { r, rq->max_body ? rq->max_body : DEFAULT_MAX_BODY };
 	CURL *e = NULL;
 	CURLcode cc;
-	int hop, rc = -1, sent;
+	int hop, rc = -1, sent, extra_ok;
 
 	http_global_init();
 	http_resp_reset(r);
@@ -247,9 +290,13 @@ int http_request(const struct http_conf *c, const struct http_req *rq, struct ht
 		curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
 		curl_easy_setopt(e, CURLOPT_URL, url);
 		curl_slist_free_all(hdrs);
-		hdrs = http_hop_headers(url, rq->headers, rq->extra_headers,
-					o && first_origin && !strcmp(o, first_origin),
-					rq->bearer, rq->auth_origin, &sent);
+		/* extra headers belong to the server: its trusted origins, or
+		 * (no auth origin given) the origin the request started at */
+		extra_ok = rq->auth_origin || rq->trusted_origins
+			   ? http_origin_trusted(url, rq->auth_origin, rq->trusted_origins)
+			   : o && first_origin && !strcmp(o, first_origin);
+		hdrs = http_hop_headers(url, rq->headers, rq->extra_headers, extra_ok,
+					rq->bearer, rq->auth_origin, rq->trusted_origins, &sent);
 		free(o);
 		if (body)
 			hdrs = curl_slist_append(hdrs, "Expect:");   /* no 100-continue round trip */
@@ -275,11 +322,12 @@ int http_request(const struct http_conf *c, const struct http_req *rq, struct ht
 		free(r->url);
 		r->url = strdup(url);
 		r->sent_bearer = sent;
+		last_stop_value = 0;
 		cc = curl_easy_perform(e);
 		if (cc != CURLE_OK) {
 			r->curl_code = (int)cc;
 			if (cc == CURLE_ABORTED_BY_CALLBACK) {
-				r->stopped = 1;
+				r->stopped = last_stop_value ? last_stop_value : 1;
 				set_error(r, "stopped");
 			} else {
 				set_error(r, "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));

@@ -1,10 +1,11 @@
 /* libcurl helpers for talking to providers.
  *
  * Redirects are followed here, not by libcurl, so that the bearer token
- * goes only to the origin it was issued for: every hop rebuilds its headers
- * and attaches "Authorization" only when the hop's origin equals
- * auth_origin.  No total timeout: a transfer is aborted only when it moves
- * less than 1 byte/s for idle_timeout seconds, or when should_stop says so.
+ * goes only to the origins it was issued for: every hop rebuilds its headers
+ * and attaches "Authorization" (and the caller's extra headers) only when
+ * the hop's origin is trusted: auth_origin or one of trusted_origins.  No
+ * total timeout: a transfer is aborted only when it moves less than 1 byte/s
+ * for idle_timeout seconds, or when should_stop says so.
  *
  * Ownership: strings in struct http_resp are malloc'd and released by
  * http_resp_free(); request fields are borrowed.  Never log tokens. */
@@ -22,19 +23,26 @@ struct http_conf {
 	const char *user_agent;
 	long connect_timeout;            /* seconds; <= 0: 10 */
 	long idle_timeout;               /* seconds; <= 0: 60 */
-	int (*should_stop)(void *ctx);   /* polled during transfers; 1 aborts */
+	int (*should_stop)(void *ctx);   /* polled during transfers; non-zero aborts */
 	void *stop_ctx;
+	int *stop_value;                 /* when set, receives the non-zero should_stop
+	                                  * value that aborted a transfer */
+	const char *ca_file;             /* CURLOPT_CAINFO; NULL: system default */
+	int insecure;                    /* 1: no TLS peer/host verification */
+	const char *proxy;               /* CURLOPT_PROXY; NULL: libcurl's default (env) */
 };
 
 struct http_req {
 	const char *method;              /* NULL: GET, or POST when body is set */
 	const char *url;
 	const char *const *headers;      /* "Name: value", NULL-terminated; every hop */
-	const char *const *extra_headers; /* only while on the first URL's origin */
+	const char *const *extra_headers; /* only to trusted origins (see below); with no
+	                                  * auth_origin, only while on the first URL's origin */
 	const char *body;                /* request body or NULL */
 	size_t body_len;
 	const char *bearer;              /* access token or NULL */
 	const char *auth_origin;         /* url_origin() the token belongs to */
+	const char *const *trusted_origins; /* more url_origin()s for the token, NULL-terminated */
 	size_t max_body;                 /* response body cap; 0: 1 MiB */
 };
 
@@ -45,9 +53,10 @@ struct http_resp {
 	char *url;                       /* URL of the last hop */
 	/* selected headers of the last response, trimmed, NULL when absent */
 	char *content_location, *retry_after, *x_progress, *content_type, *location, *expires;
+	char *etag, *content_range, *content_encoding, *accept_ranges;
 	int sent_bearer;                 /* the last hop carried the token */
 	int curl_code;                   /* CURLcode of the failure, 0 when a response arrived */
-	int stopped;                     /* aborted by should_stop */
+	int stopped;                     /* aborted by should_stop: the value it returned */
 	char *error;                     /* transport error text, NULL when a response arrived */
 };
 
@@ -72,14 +81,20 @@ int http_is_redirect(long status);
 /* Lower-level pieces for callers that run their own transfers (the
  * download multi handle). */
 /* Common options: protocols http/https, no signals, no libcurl redirects,
- * Accept-Encoding decoding, connect/idle timeouts, user agent, stop check. */
+ * Accept-Encoding decoding (all libcurl knows), connect/idle timeouts, user
+ * agent, CA file / TLS verification, proxy, stop check. */
 void http_apply_conf(CURL *e, const struct http_conf *c);
+/* 1 when url's origin is auth_origin or one of trusted (NULL-terminated,
+ * may be NULL), else 0.  Origins as url_origin() spells them. */
+int http_origin_trusted(const char *url, const char *auth_origin, const char *const *trusted);
 /* Header list for one hop to `url`: headers, then extra_headers when
- * extra_ok, then the bearer when url's origin equals auth_origin (*sent
- * tells).  Caller frees with curl_slist_free_all(); NULL when empty. */
+ * extra_ok, then the bearer when http_origin_trusted(url, auth_origin,
+ * trusted) (*sent tells).  Caller frees with curl_slist_free_all(); NULL
+ * when empty. */
 struct curl_slist *http_hop_headers(const char *url, const char *const *headers,
 				    const char *const *extra_headers, int extra_ok,
-				    const char *bearer, const char *auth_origin, int *sent);
+				    const char *bearer, const char *auth_origin,
+				    const char *const *trusted, int *sent);
 /* CURLOPT_HEADERFUNCTION that fills the selected header fields of the
  * struct http_resp given as userdata (reset at each new status line). */
 size_t http_header_cb(char *p, size_t size, size_t n, void *userdata);

@@ -232,7 +232,7 @@ static int ev_stop(void *ctx)
 }
 
 static const struct export_events EV = {
-	ev_kickoff, ev_status, ev_manifest, ev_start, NULL, ev_done, ev_issue, ev_stop
+	ev_kickoff, ev_status, ev_manifest, ev_start, NULL, ev_done, ev_issue, ev_stop, NULL
 };
 
 /* ---- helpers ----------------------------------------------------------- */
