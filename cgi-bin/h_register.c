@@ -1,6 +1,8 @@
 /* POST /auth/register (admin): register a data provider as a client
  * (RFC 7591 style).  Errors: 400 {error:"invalid_client_metadata",
- * error_description:"<field>: <problem>"}. */
+ * error_description:"<field>: <problem>"}.  main.c's dispatch has already
+ * required Content-Type application/json (an admin write that is not an
+ * HTML form with a CSRF token must be JSON). */
 #include "handlers.h"
 #include "client_store.h"
 #include "log.h"
@@ -18,12 +20,6 @@ int h_register(struct request *rq, struct reply *rp)
 	int rc = -1;
 
 	memset(&ci, 0, sizeof ci);
-	if (rq->content_type && !web_media_type_is(rq->content_type, "application/json") &&
-	    !web_media_type_is(rq->content_type, "application/fhir+json")) {
-		reply_oauth_error(rp, 400, "invalid_client_metadata", "Content-Type must be application/json");
-		rc = 0;
-		goto out;
-	}
 	in = web_parse_json(rq->body, rq->body_len, &err);
 	if (!in) {
 		reply_oauth_error(rp, 400, "invalid_client_metadata", "body: %s", err);

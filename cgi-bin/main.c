@@ -10,6 +10,8 @@
 #include "log.h"
 #include "request.h"
 #include "routes.h"
+#include "ui.h"
+#include "web.h"
 #include <fcgiapp.h>
 #include <curl/curl.h>
 #include <signal.h>
@@ -84,6 +86,59 @@ static void add_allow(struct buf *allow, const char *m)
 	buf_puts(allow, m);
 }
 
+/* 1 for /admin and everything under /admin/ (the HTML UI). */
+static int admin_path(const char *path)
+{
+	return !strncmp(path, "/admin", 6) && (path[6] == '\0' || path[6] == '/');
+}
+
+/* Cross-site request forgery.  Browsers send the cached Basic credentials
+ * with every request to this origin, also with requests another site makes
+ * them send (a hidden auto-submitting form, a no-cors fetch).  So every
+ * state-changing admin request must show that it comes from our own pages,
+ * and this is the one place that checks it:
+ *
+ *  - HTML form posts (routes flagged ROUTE_FORM) carry a synchronizer token
+ *    in the field "csrf": base64url(HMAC-SHA256(secret, REMOTE_USER)) with a
+ *    random server secret kept in PostgreSQL (ui_secrets, created on first
+ *    use).  It needs no session or cookie, is the same in every FastCGI
+ *    process, differs per user, and a foreign page cannot read it (CSP
+ *    frame-ancestors 'none', no CORS).  Missing or wrong: 403.
+ *  - Any other admin write (the JSON API POST /auth/register, used with curl)
+ *    must be sent as application/json: a cross-site page can only send that
+ *    with a CORS preflight, which we never grant.  Otherwise: 415.
+ *
+ * GET requests never change state, so they need no token.
+ * Returns 0 to go on, 1 when `rp` holds the refusal, -1 on internal errors. */
+static int admin_write_ok(struct request *rq, struct reply *rp)
+{
+	char *err = NULL;
+	int ok;
+
+	if (!(rq->route->flags & ROUTE_FORM)) {
+		if (web_media_type_is(rq->content_type, "application/json") ||
+		    web_media_type_is(rq->content_type, "application/fhir+json"))
+			return 0;
+		reply_oo(rp, 415, "error", "not-supported", "Content-Type must be application/json");
+		return 1;
+	}
+	if (!web_media_type_is(rq->content_type, "application/x-www-form-urlencoded") ||
+	    form_parse(rq->body, rq->body_len, &rq->form, &err) < 0) {
+		free(err);
+		return ui_error(rq, rp, 400, "The form could not be read. Go back, reload the page and try again.") < 0 ? -1 : 1;
+	}
+	ok = ui_csrf_ok(rq);
+	if (ok < 0)
+		return -1;
+	if (!ok) {
+		log_warn("admin form post to %s by %s without a valid CSRF token refused", rq->route->pattern,
+			 rq->remote_user);
+		return ui_error(rq, rp, 403, "This form has expired or did not come from this server "
+				"(missing or wrong CSRF token). Reload the page and try again.") < 0 ? -1 : 1;
+	}
+	return 0;
+}
+
 static int dispatch(struct request *rq, struct reply *rp)
 {
 	const struct route *r = NULL;
@@ -110,6 +165,8 @@ static int dispatch(struct request *rq, struct reply *rp)
 			reply_oo(rp, 405, "error", "not-supported", "method %.16s is not allowed here; allowed: %s",
 				 rq->method, buf_str(&allow));
 			reply_header(rp, "Allow", "%s", buf_str(&allow));
+		} else if (admin_path(rq->path)) {
+			rc = ui_error(rq, rp, 404, "There is no such page.");
 		} else {
 			reply_oo(rp, 404, "error", "not-found", "no such endpoint");
 		}
@@ -145,6 +202,8 @@ static int dispatch(struct request *rq, struct reply *rp)
 	default:
 		rc = -1;   /* unknown auth kind: refuse */
 	}
+	if (rc == 0 && r->auth == AUTH_ADMIN && strcmp(r->method, "GET"))
+		rc = admin_write_ok(rq, rp);
 	if (rc != 0)
 		goto out;
 	rc = r->handler(rq, rp);
@@ -229,6 +288,8 @@ int main(int argc, char **argv)
 			}
 		}
 		reply_header(&rp, "X-Content-Type-Options", "nosniff");
+		if (admin_path(rq.path))
+			ui_security_headers(&rp);
 		if (reply_send(&rp, fr.out, rq.head) < 0)
 			log_debug("client went away");
 		if (cfg_ok)

@@ -109,6 +109,8 @@ void request_reset(struct request *rq)
 		free(rq->path_params[i]);
 	free(rq->client_id);
 	free(rq->scope);
+	form_free(&rq->form);
+	form_free(&rq->qs);
 	memset(rq, 0, sizeof *rq);
 }
 
@@ -199,6 +201,8 @@ static const char *reason(int status)
 	case 201: return "Created";
 	case 202: return "Accepted";
 	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 303: return "See Other";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";

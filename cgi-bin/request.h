@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 #include <json-c/json.h>
 #include "buf.h"
+#include "form.h"
 
 #define REQ_MAX_PARAMS 4
 
@@ -36,6 +37,9 @@ struct request {
 	int nparams;
 	char *client_id;               /* bearer token's client; NULL: none (tokenless) */
 	char *scope;                   /* bearer token's scope */
+	struct form form;              /* admin form posts: the parsed body (dispatch fills it) */
+	struct form qs;                /* the parsed query string (ui_query fills it on first use) */
+	int qs_parsed;
 };
 
 /* Fill `rq` from the accepted FastCGI request: environment and the whole

@@ -14,6 +14,25 @@ const struct route ROUTES[] = {
 	{ "GET",    "/imports/{id}",                      h_status,    AUTH_BEARER_OR_TOKENLESS, ROUTE_DB },
 	{ "DELETE", "/imports/{id}",                      h_cancel,    AUTH_BEARER_OR_TOKENLESS, ROUTE_DB },
 	{ "GET",    "/imports/{id}/outcome.ndjson",       h_outcome,   AUTH_BEARER_OR_TOKENLESS, ROUTE_DB },
+
+	/* admin UI: every POST is an HTML form whose CSRF token dispatch checks */
+	{ "GET",    "/admin",                             ui_admin_root,       AUTH_ADMIN, 0 },
+	{ "GET",    "/admin/",                            ui_home,             AUTH_ADMIN, ROUTE_DB },
+	{ "GET",    "/admin/clients",                     ui_clients,          AUTH_ADMIN, ROUTE_DB },
+	{ "GET",    "/admin/clients/new",                 ui_client_new,       AUTH_ADMIN, ROUTE_DB },
+	{ "POST",   "/admin/clients/new",                 ui_client_create,    AUTH_ADMIN, ROUTE_DB | ROUTE_FORM },
+	{ "GET",    "/admin/clients/{id}",                ui_client,           AUTH_ADMIN, ROUTE_DB },
+	{ "POST",   "/admin/clients/{id}",                ui_client_update,    AUTH_ADMIN, ROUTE_DB | ROUTE_FORM },
+	{ "POST",   "/admin/clients/{id}/keys",           ui_client_keys,      AUTH_ADMIN, ROUTE_DB | ROUTE_FORM },
+	{ "POST",   "/admin/clients/{id}/state",          ui_client_state,     AUTH_ADMIN, ROUTE_DB | ROUTE_FORM },
+	{ "GET",    "/admin/clients/{id}/delete",         ui_client_delete_ask, AUTH_ADMIN, ROUTE_DB },
+	{ "POST",   "/admin/clients/{id}/delete",         ui_client_delete,    AUTH_ADMIN, ROUTE_DB | ROUTE_FORM },
+	{ "GET",    "/admin/keys",                        ui_keys,             AUTH_ADMIN, ROUTE_DB },
+	{ "POST",   "/admin/keys",                        ui_keys_generate,    AUTH_ADMIN, ROUTE_DB | ROUTE_FORM },
+	{ "GET",    "/admin/imports",                     ui_imports,          AUTH_ADMIN, ROUTE_DB },
+	{ "GET",    "/admin/imports.json",                ui_imports_json,     AUTH_ADMIN, ROUTE_DB },
+	{ "GET",    "/admin/imports/{id}",                ui_import,           AUTH_ADMIN, ROUTE_DB },
+	{ "POST",   "/admin/imports/{id}/cancel",         ui_import_cancel,    AUTH_ADMIN, ROUTE_DB | ROUTE_FORM },
 };
 const size_t NROUTES = sizeof ROUTES / sizeof ROUTES[0];
 

@@ -15,6 +15,9 @@ enum route_auth {
 
 /* Route flags. */
 #define ROUTE_DB 1   /* handler needs the database (503 when it is down) */
+#define ROUTE_FORM 2 /* AUTH_ADMIN HTML form post: dispatch parses the body into
+                      * rq->form and refuses it (403) without the CSRF token;
+                      * an AUTH_ADMIN write without this flag must be JSON */
 
 /* Handlers fill `rp` and return 0, or return -1 for an internal error, in
  * which case main.c discards whatever is in `rp` and answers 500. */
