@@ -114,6 +114,7 @@ struct bd {
 	long long resources, bytes, expected; /* expected: sum of manifest counts, -1 when unknown */
 	int issues;                  /* issues reported so far */
 	int stop;                    /* EXPORT_STOP_* once decided */
+	int resume;                  /* --resume: the destination keeps state */
 	int interrupted;
 };
 
@@ -147,6 +148,8 @@ const char *bd_fmt_duration(double secs, char *buf, size_t len);
 /* "2024-05-01T12:00:00.123Z" into buf (>= 32 bytes). */
 const char *bd_timestamp(char *buf, size_t len);
 
+/* Seconds as a JSON number with millisecond precision. */
+json_object *bd_json_seconds(double secs);
 /* One log envelope {exportId, timestamp, eventId, eventDetail} with the
  * details deep-copied and scrubbed of secrets; caller puts. */
 json_object *bd_envelope(const char *export_id, const char *event, json_object *details);

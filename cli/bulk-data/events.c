@@ -601,6 +601,14 @@ char *bd_scrub_header(const char *h)
 	return out ? out : strdup(h);
 }
 
+json_object *bd_json_seconds(double secs)
+{
+	char s[32];
+
+	snprintf(s, sizeof s, "%.3f", secs);
+	return json_object_new_double_s(secs, s);
+}
+
 json_object *bd_envelope(const char *export_id, const char *event, json_object *details)
 {
 	json_object *o = json_object_new_object();
@@ -649,8 +657,13 @@ void bd_print_summary(const struct bd *b, const struct export_result *res, FILE 
 	fprintf(f, "  destination: %s\n", b->destination ? b->destination : "");
 	if (res->transaction_time)
 		fprintf(f, "  transactionTime: %s\n", res->transaction_time);
-	if (!strcmp(oc, "interrupted") && b->stop != EXPORT_STOP_CANCEL && b->status_url)
-		fprintf(f, "  continue with: " BD_PROG " --status '%s' --resume [same options]\n", b->status_url);
+	if (!strcmp(oc, "interrupted") && b->stop != EXPORT_STOP_CANCEL && b->status_url) {
+		if (b->resume)
+			fprintf(f, "  continue with: the same command (the state is in the destination), or\n"
+				   "                 " BD_PROG " --status '%s' --resume [same destination]\n", b->status_url);
+		else
+			fprintf(f, "  continue with: " BD_PROG " --status '%s' [same options]\n", b->status_url);
+	}
 	for (int i = 0; i < b->nfiles; i++) {
 		const struct bd_file *bf = &b->files[i];
 
@@ -675,7 +688,7 @@ json_object *bd_summary_json(const struct bd *b, const struct export_result *res
 	json_object_object_add(o, "files", files);
 	json_object_object_add(o, "resources", json_object_new_int64(b->resources));
 	json_object_object_add(o, "bytes", json_object_new_int64(b->bytes));
-	json_object_object_add(o, "durationSeconds", json_object_new_double(bd_now() - b->t_start));
+	json_object_object_add(o, "durationSeconds", bd_json_seconds(bd_now() - b->t_start));
 	json_object_object_add(o, "destination", json_object_new_string(b->destination ? b->destination : ""));
 	if (b->status_url)
 		json_object_object_add(o, "statusUrl", json_object_new_string(b->status_url));

@@ -212,7 +212,7 @@ static int setup_export(struct cli *c, char **err)
 			return -1;
 		}
 		c->o.status_url = status;
-		c->o.url = fhir ? fhir : status;   /* no kick-off; origin for the token */
+		c->o.url = NULL;   /* no kick-off (and no kick-off URL to match a resume state against) */
 		c->b.source = status;
 		c->b.status_url = strdup(status);
 		return 0;
@@ -297,7 +297,7 @@ static int setup_output(struct cli *c, char **err)
 	}
 	c->o.name_template = tpl;
 	c->o.save_manifest = opt_flag(st, O_SAVE_MANIFEST);
-	c->o.resume = opt_flag(st, O_RESUME);
+	c->o.resume = c->b.resume = opt_flag(st, O_RESUME);
 	if (!*dest) {
 		set_err(err, "--destination must not be empty");
 		return -1;
@@ -471,9 +471,11 @@ int main(int argc, char **argv)
 		if (!strcmp(c.reporter, "json"))   /* the other reporters said it on stdout */
 			fprintf(stderr, BD_PROG ": export failed: %s\n", res.error_message ? res.error_message : "unknown error");
 	} else if (c.b.files_failed || res.files_failed) {
+		int n = c.b.files_failed ? c.b.files_failed : res.files_failed;
+
 		rc = 1;
 		if (!strcmp(c.reporter, "json"))
-			fprintf(stderr, BD_PROG ": %d files failed\n", c.b.files_failed ? c.b.files_failed : res.files_failed);
+			fprintf(stderr, BD_PROG ": %d file%s failed\n", n, n == 1 ? "" : "s");
 	} else {
 		rc = 0;
 	}

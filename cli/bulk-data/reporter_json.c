@@ -62,7 +62,7 @@ static void json_handle(struct reporter *r, struct bd *b, enum bd_ev ev, const v
 		if (arg)
 			json_object_object_add(d, "xProgress", json_object_new_string(arg));
 		json_object_object_add(d, "polls", json_object_new_int(b->polls));
-		json_object_object_add(d, "elapsedSeconds", json_object_new_double(bd_now() - b->t_start));
+		json_object_object_add(d, "elapsedSeconds", bd_json_seconds(bd_now() - b->t_start));
 		put(r, b, "progress", d);
 		break;
 	case EV_FILE_PROGRESS:
