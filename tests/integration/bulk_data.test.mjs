@@ -519,12 +519,12 @@ test('--name-template names the files', async () => {
   }
 });
 
-test('Ctrl-C, then --status --resume finishes the same files byte for byte', async () => {
+test('Ctrl-C with --resume, then the same command continues byte for byte (Range)', async () => {
   const s = sim({ auth: false, types: ['Patient', 'Observation'], slowFileMs: 40, range: true });
   const dir = tmpDir();
+  const args = ['--fhir-url', s.base, '--destination', dir, '--resume', '--cancel-on-interrupt', 'no'];
   let sent = false;
-  const r1 = await runBulk(['--fhir-url', s.base, '--destination', dir, '--resume', '--cancel-on-interrupt', 'no',
-    '--reporter', 'json'], {
+  const r1 = await runBulk([...args, '--reporter', 'json'], {
     onStdoutLine(line, child) {
       const e = JSON.parse(line);
       if (!sent && e.eventId === 'progress' && e.eventDetail.phase === 'download' && e.eventDetail.bytes > 50000) {
@@ -535,13 +535,31 @@ test('Ctrl-C, then --status --resume finishes the same files byte for byte', asy
   });
   assert.ok(sent, r1.out);
   assert.equal(r1.code, 130, r1.out);
-  const statusUrl = jsonLines(r1.stdout).at(-1).eventDetail.statusUrl;
-  assert.ok(statusUrl, 'summary has the status URL');
-  const r2 = await runBulk(['--status', statusUrl, '--destination', dir, '--resume']);
+  const sum = jsonLines(r1.stdout).at(-1).eventDetail;
+  assert.equal(sum.outcome, 'interrupted');
+  assert.equal(sum.deletedAtServer, false);
+  assert.ok(sum.statusUrl, 'the summary has the status URL');
+  await provider.clearLog();
+  const r2 = await runBulk(args);
   assert.equal(r2.code, 0, r2.out);
   const stored = storedByType(dir);
   assert.ok(stored.Patient.equals(fixture('Patient')));
   assert.ok(stored.Observation.equals(fixture('Observation')));
+  const log = await s.log();
+  assert.equal(log.filter((e) => e.path.endsWith('/$export')).length, 0, 'no second kick-off');
+  assert.ok(log.some((e) => e.path.includes('/files/') && e.headers.range), 'the partial file continued with Range');
+});
+
+test('--status with --resume continues in the same destination', async () => {
+  const s = sim({ auth: false, types: ['Patient'], polls: 1 });
+  const k = await fetch(`${s.base}/$export`, { headers: { accept: 'application/fhir+json', prefer: 'respond-async' } });
+  const statusUrl = k.headers.get('content-location');
+  const dir = tmpDir();
+  const r1 = await runBulk(['--status', statusUrl, '--destination', dir, '--resume']);
+  assert.equal(r1.code, 0, r1.out);
+  const r2 = await runBulk(['--status', statusUrl, '--destination', dir, '--resume']);
+  assert.equal(r2.code, 0, r2.out);
+  assert.ok(storedByType(dir).Patient.equals(fixture('Patient')));
 });
 
 // ---------------------------------------------------------------- other destinations
