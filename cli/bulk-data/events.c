@@ -15,12 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t g_signals;
+static volatile sig_atomic_t g_signals, g_last_signal;
 
 static void on_signal(int sig)
 {
 	/* only a flag: should_stop turns it into a decision.  A third signal
 	 * means the user really wants out now. */
+	g_last_signal = sig;
 	if (++g_signals >= 3) {
 		signal(sig, SIG_DFL);
 		raise(sig);
@@ -392,8 +393,9 @@ static int ev_should_stop(void *ctx)
 		b->stop = EXPORT_STOP_ABANDON;
 		break;
 	default:
-		/* nothing to delete before the kick-off answered */
-		b->stop = b->status_url ? ask_delete(b) : EXPORT_STOP_ABANDON;
+		/* nothing to delete before the kick-off answered; SIGTERM comes
+		 * from a program, not from someone who could answer */
+		b->stop = b->status_url && g_last_signal != SIGTERM ? ask_delete(b) : EXPORT_STOP_ABANDON;
 		break;
 	}
 	bd_notice(b, b->stop == EXPORT_STOP_CANCEL ? "interrupted: stopping and deleting the export at the server"

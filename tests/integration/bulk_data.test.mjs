@@ -86,6 +86,9 @@ test('bad options exit 2 with a message', async () => {
     [['--fhir-url', base, '--http-method', 'PATCH'], /--http-method/],
     [['--fhir-url', base, '--post=yes'], /takes no value/],
     [['--config', '/nonexistent/bulk-data.json'], /cannot read/],
+    [['--fhir-url', base, '--ca-file', '/nonexistent/ca.pem'], /--ca-file/],
+    [['--fhir-url', base, '--token-origin', 'ftp://x'], /--token-origin/],
+    [['--fhir-url', base, '--resume', '--destination', 'none'], /--resume needs a destination/],
   ];
   for (const [args, re] of cases) {
     const r = await runBulk(args);
@@ -284,12 +287,43 @@ test('-H headers reach kick-off, status and downloads', async () => {
   }
 });
 
+test('the token goes to another origin only when --token-origin lists it', async () => {
+  const s = sim({ types: ['Patient'], redirectFiles: true });
+  const k = keyFiles('ES384');
+  const clientId = await registerAtProvider(provider, k.jwks);
+  const auth = ['--client-id', clientId, '--private-key', k.file, '--destination', 'none'];
+  let r = await runBulk(['--fhir-url', s.base, ...auth]);
+  assert.equal(r.code, 0, r.out);
+  let other = (await s.log()).filter((e) => e.origin === 'other');
+  assert.ok(other.length >= 1, 'the download was not redirected');
+  assert.ok(other.every((e) => e.headers.authorization === undefined), 'token sent to another origin');
+  await provider.clearLog();
+  r = await runBulk(['--fhir-url', s.base, ...auth, '--token-origin', `http://127.0.0.1:${provider.otherPort}`]);
+  assert.equal(r.code, 0, r.out);
+  other = (await s.log()).filter((e) => e.origin === 'other');
+  assert.ok(other.length >= 1 && other.every((e) => e.headers.authorization === 'present'));
+});
+
+test('--parallel and --max-line-bytes reach the engine', async () => {
+  const s = sim({ auth: false, types: ['Patient', 'Condition', 'Observation'] });
+  const logFile = path.join(tmpDir('log'), 'p.ndjson');
+  let r = await runBulk(['--fhir-url', s.base, '--parallel', '1', '--destination', 'none', '--log-file', logFile]);
+  assert.equal(r.code, 0, r.out);
+  const req = jsonLines(fs.readFileSync(logFile, 'utf8')).filter((e) => e.eventId === 'download_request');
+  assert.ok(req.length === 3 && req.every((e) => e.eventDetail.concurrency === 1), JSON.stringify(req));
+  const longest = Math.max(...fixtureLines('Patient').map((l) => Buffer.byteLength(l)));
+  r = await runBulk(['--fhir-url', s.base, '--max-line-bytes', String(longest - 1), '--on-invalid', 'drop-file',
+    '--destination', 'none']);
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.stdout, /Failed files:\n(.*\n)* +\S*Patient[^\n]*line/);
+});
+
 // ---------------------------------------------------------------- reporters and log
 
 test('--reporter json prints one JSON event per line (CLI events)', async () => {
   const s = sim({ auth: false, types: ['Patient', 'Condition'], polls: 1 });
   const r = await runBulk(['--fhir-url', s.base, '--reporter', 'json', '--destination', 'none',
-    '-H', 'Authorization: Bearer not-for-logs']);
+    '-H', 'Authorization: Bearer not-for-logs', '-H', 'X-Api-Key: k-123', '-H', 'X-Plain: visible']);
   assert.equal(r.code, 0, r.out);
   const ev = jsonLines(r.stdout);
   const ids = new Set(ev.map((e) => e.exportId));
@@ -302,8 +336,8 @@ test('--reporter json prints one JSON event per line (CLI events)', async () => 
   for (const e of ev) assert.match(e.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
   const start = ev[0].eventDetail;
   assert.equal(start.method, 'GET');
-  assert.deepEqual(start.headers, ['Authorization: [redacted]']);
-  assert.ok(!r.stdout.includes('not-for-logs'));
+  assert.deepEqual(start.headers, ['Authorization: [redacted]', 'X-Api-Key: [redacted]', 'X-Plain: visible']);
+  assert.ok(!r.stdout.includes('not-for-logs') && !r.stdout.includes('k-123'));
   const sum = ev.at(-1).eventDetail;
   assert.equal(sum.outcome, 'complete');
   assert.equal(sum.files.total, 2);
@@ -385,14 +419,14 @@ test('a file that keeps failing is listed with its reason; exit 1', async () => 
   assert.ok(storedByType(dir).Condition.equals(fixture('Condition')));
 });
 
-async function interruptDuringPolling(policy, extraArgs = []) {
+async function interruptDuringPolling(policy, extraArgs = [], signal = 'SIGINT') {
   const s = sim({ auth: false, types: ['Patient'], polls: 100, retryAfter: { style: 'seconds', value: 1 } });
   let sent = false;
   const r = await runBulk(['--fhir-url', s.base, '--destination', tmpDir(), '--cancel-on-interrupt', policy, ...extraArgs], {
     onStdoutLine(line, child) {
       if (!sent && /export in progress/.test(line)) {
         sent = true;
-        child.kill('SIGINT');
+        child.kill(signal);
       }
     },
   });
@@ -417,6 +451,12 @@ test('Ctrl-C with --cancel-on-interrupt no leaves the export and says how to con
   assert.match(r.stdout, /--status '?http/);
   const del = (await s.log()).filter((e) => e.method === 'DELETE');
   assert.equal(del.length, 0);
+});
+
+test('SIGTERM stops cleanly too (here with DELETE)', async () => {
+  const { r, s } = await interruptDuringPolling('yes', [], 'SIGTERM');
+  assert.equal(r.code, 130, r.out);
+  assert.equal((await s.log()).filter((e) => e.method === 'DELETE').length, 1);
 });
 
 test('--status attaches to an export started elsewhere', async () => {
