@@ -590,6 +590,35 @@ test('Ctrl-C with --resume, then the same command continues byte for byte (Range
   assert.ok(log.some((e) => e.path.includes('/files/') && e.headers.range), 'the partial file continued with Range');
 });
 
+test('killed mid-download (SIGKILL), the same command with --resume continues byte for byte', async () => {
+  const s = sim({ auth: false, types: ['Patient', 'Observation'], slowFileMs: 40, range: true });
+  const dir = tmpDir();
+  const args = ['--fhir-url', s.base, '--destination', dir, '--resume'];
+  let sent = false;
+  const r1 = await runBulk([...args, '--reporter', 'json'], {
+    onStdoutLine(line, child) {
+      const e = JSON.parse(line);
+      // past the engine's 2 s state checkpoint, well before the end
+      if (!sent && e.eventId === 'progress' && e.eventDetail.phase === 'download' && e.eventDetail.bytes > 1200000) {
+        sent = true;
+        child.kill('SIGKILL');
+      }
+    },
+  });
+  assert.ok(sent, r1.out);
+  assert.equal(r1.signal, 'SIGKILL');
+  await provider.clearLog();
+  const r2 = await runBulk(args);
+  assert.equal(r2.code, 0, r2.out);
+  const stored = storedByType(dir);
+  assert.ok(stored.Patient.equals(fixture('Patient')));
+  assert.ok(stored.Observation.equals(fixture('Observation')));
+  const log = await s.log();
+  assert.equal(log.filter((e) => e.path.endsWith('/$export')).length, 0, 'no second kick-off');
+  assert.ok(log.some((e) => e.path.endsWith('Observation.ndjson') && /^bytes=[1-9]\d*-/.test(e.headers.range || '')),
+    'Observation continued with Range');
+});
+
 test('--status with --resume continues in the same destination', async () => {
   const s = sim({ auth: false, types: ['Patient'], polls: 1 });
   const k = await fetch(`${s.base}/$export`, { headers: { accept: 'application/fhir+json', prefer: 'respond-async' } });
