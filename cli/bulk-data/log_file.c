@@ -22,8 +22,10 @@ struct log_file *log_file_open(const char *path, const char *export_id, char **e
 	struct log_file *l = calloc(1, sizeof *l);
 	int fd = -1;
 
-	if (!l)
+	if (!l) {
+		*err = strdup("out of memory");
 		goto fail;
+	}
 	/* 0600: event details may name internal URLs */
 	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0 || !(l->f = fdopen(fd, "a"))) {
