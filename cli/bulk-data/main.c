@@ -93,6 +93,31 @@ static int one_of(const char *v, const char *const *allowed)
 	return 0;
 }
 
+/* The exportId of the run whose resume state is in the destination (the
+ * engine's XSTATE_NAME, lib/export_int.h), so a resumed export keeps one id
+ * in its log and in {exportId} names.  NULL when there is none (malloc'd). */
+static char *resumed_export_id(struct dest *d)
+{
+	struct buf b = BUF_INIT;
+	json_object *doc = NULL, *v;
+	char *err = NULL, *id = NULL;
+	const char *s;
+
+	if (dest_get(d, "bulk-data-state.json", &b, &err) < 0 || !b.len)
+		goto out;
+	doc = json_tokener_parse(b.data);
+	if (!doc || !json_object_object_get_ex(doc, "exportId", &v) || !json_object_is_type(v, json_type_string))
+		goto out;
+	s = json_object_get_string(v);
+	if (*s && strlen(s) <= 64 && strspn(s, "0123456789abcdefABCDEF-") == strlen(s))
+		id = strdup(s);
+out:
+	json_object_put(doc);
+	buf_free(&b);
+	free(err);
+	return id;
+}
+
 /* Key, alg and kid for SMART Backend Services.  0, or -1 with *err. */
 static int setup_auth(struct cli *c, char **err)
 {
@@ -427,7 +452,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, BD_PROG ": kick-off options are ignored with --status\n");
 	log_set_level(opt_flag(&c.st, O_VERBOSE) ? "info" : !strcmp(c.reporter, "cli") ? "error" : "warn");
 
-	c.export_id = new_export_id();
+	http_global_init();
+	c.dest = dest_open_conf(c.b.destination, &c.dc, &err);
+	if (!c.dest)
+		goto usage;
+	if (c.o.resume)
+		c.export_id = resumed_export_id(c.dest);
+	if (!c.export_id)
+		c.export_id = new_export_id();
 	if (!c.export_id) {
 		set_err(&err, "no randomness for an export id");
 		goto fatal;
@@ -443,17 +475,6 @@ int main(int argc, char **argv)
 	if (!c.b.rep) {
 		set_err(&err, "out of memory");
 		goto fatal;
-	}
-	http_global_init();
-	c.dest = dest_open_conf(c.b.destination, &c.dc, &err);
-	if (!c.dest) {
-		if (c.b.log) {
-			json_object *d = json_object_new_object();
-			json_object_object_add(d, "message", json_object_new_string(err ? err : "cannot open the destination"));
-			log_file_event(c.b.log, "client_error", d);
-			json_object_put(d);
-		}
-		goto usage;
 	}
 	c.o.dest = c.dest;
 	c.o.ctx = &c.b;

@@ -598,7 +598,8 @@ test('Ctrl-C with --resume, then the same command continues byte for byte (Range
 test('killed mid-download (SIGKILL), the same command with --resume continues byte for byte', async () => {
   const s = sim({ auth: false, types: ['Patient', 'Observation'], slowFileMs: 40, range: true });
   const dir = tmpDir();
-  const args = ['--fhir-url', s.base, '--destination', dir, '--resume'];
+  const logFile = path.join(tmpDir('log'), 'resume.ndjson');
+  const args = ['--fhir-url', s.base, '--destination', dir, '--resume', '--log-file', logFile];
   let sent = false;
   const r1 = await runBulk([...args, '--reporter', 'json'], {
     onStdoutLine(line, child) {
@@ -622,6 +623,10 @@ test('killed mid-download (SIGKILL), the same command with --resume continues by
   assert.equal(log.filter((e) => e.path.endsWith('/$export')).length, 0, 'no second kick-off');
   assert.ok(log.some((e) => e.path.endsWith('Observation.ndjson') && /^bytes=[1-9]\d*-/.test(e.headers.range || '')),
     'Observation continued with Range');
+  // both runs log under the one exportId of the export
+  const ev = jsonLines(fs.readFileSync(logFile, 'utf8'));
+  assert.equal(new Set(ev.map((e) => e.exportId)).size, 1);
+  assert.ok(ev.some((e) => e.eventId === 'export_complete'));
 });
 
 test('--status with --resume continues in the same destination', async () => {
