@@ -153,18 +153,38 @@ void ui_set_flat(HDF *h, json_object *o, const char *prefixfmt, ...)
 	buf_free(&prefix);
 }
 
-const char *ui_query(struct request *rq, const char *name)
+void ui_set_row(HDF *h, const PGresult *r, int row, const char *prefixfmt, ...)
+{
+	struct buf prefix = BUF_INIT;
+	va_list ap;
+	int c;
+
+	va_start(ap, prefixfmt);
+	buf_vprintf(&prefix, prefixfmt, ap);
+	va_end(ap);
+	for (c = 0; c < PQnfields(r); c++)
+		if (!PQgetisnull(r, row, c))
+			ui_set(h, PQgetvalue(r, row, c), "%s.%s", buf_str(&prefix), PQfname(r, c));
+	buf_free(&prefix);
+}
+
+const struct form *ui_query_form(struct request *rq)
 {
 	char *err = NULL;
 
 	if (!rq->qs_parsed) {
 		rq->qs_parsed = 1;
 		if (form_parse(rq->query, strlen(rq->query), &rq->qs, &err) < 0) {
-			form_free(&rq->qs);   /* a malformed query string counts as empty */
+			form_free(&rq->qs);
 			free(err);
 		}
 	}
-	return form_get(&rq->qs, name);
+	return &rq->qs;
+}
+
+const char *ui_query(struct request *rq, const char *name)
+{
+	return form_get(ui_query_form(rq), name);
 }
 
 /* ------------------------------------------------------------ CSRF */

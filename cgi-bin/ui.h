@@ -41,8 +41,9 @@ void ui_security_headers(struct reply *rp);
  * -1 when the secret cannot be read (database). */
 int ui_csrf_ok(struct request *rq);
 
-/* The query string parsed (GET pages): value of `name` or NULL (borrowed
- * from the request, valid until it is reset). */
+/* The query string parsed (GET pages; a malformed one counts as empty),
+ * and the value of `name` in it or NULL.  Borrowed from the request. */
+const struct form *ui_query_form(struct request *rq);
 const char *ui_query(struct request *rq, const char *name);
 
 /* Index of `v` in the NULL-terminated list `allowed`, or -1. */
@@ -52,6 +53,9 @@ int ui_one_of(const char *v, const char *const *allowed);
  * prefix: strings and numbers as text, true as "1" (false and null are left
  * unset, so "if:" is false). */
 void ui_set_flat(HDF *h, json_object *o, const char *prefixfmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Every non-NULL column of result row `row` into <prefix>.<column name>. */
+void ui_set_row(HDF *h, const PGresult *r, int row, const char *prefixfmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* SQL: a timestamptz column as "YYYY-MM-DD HH:MM:SS" in UTC (NULL stays NULL). */
 #define UI_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"

@@ -167,12 +167,8 @@ int ui_clients(struct request *rq, struct reply *rp)
 		return -1;
 	}
 	n = PQntuples(r);
-	for (i = 0; i < n && i < MAX_LIST; i++) {
-		int c;
-		for (c = 0; c < PQnfields(r); c++)
-			ui_set(h, PQgetvalue(r, i, c), "Clients.%d.%s", i, PQfname(r, c));
-		ui_set(h, !strcmp(db_get(r, i, "enabled"), "t") ? "1" : NULL, "Clients.%d.Enabled", i);
-	}
+	for (i = 0; i < n && i < MAX_LIST; i++)
+		ui_set_row(h, r, i, "Clients.%d", i);
 	ui_set_int(h, n > MAX_LIST ? MAX_LIST : n, "Count");
 	if (n > MAX_LIST)
 		ui_set_int(h, MAX_LIST, "Cut");
@@ -197,8 +193,7 @@ static int register_page(struct request *rq, struct reply *rp, const struct form
 int ui_client_new(struct request *rq, struct reply *rp)
 {
 	/* "use this public key" on the key generator sends the public JWKS */
-	ui_query(rq, "jwks");
-	return register_page(rq, rp, &rq->qs, NULL, NULL, 200);
+	return register_page(rq, rp, ui_query_form(rq), NULL, NULL, 200);
 }
 
 int ui_client_create(struct request *rq, struct reply *rp)
@@ -231,11 +226,33 @@ out:
 
 static const char SQL_CLIENT[] =
 	"SELECT c.id, c.name, c.fhir_base_url, c.provider_client_id, c.provider_auth, c.scope, c.kickoff_method,"
-	"       c.enabled, c.jwks, c.jwks_uri, c.jwks_cache, " UI_TIME("c.jwks_fetched_at") " AS jwks_fetched,"
+	"       c.enabled, c.jwks_uri, coalesce(c.jwks, c.jwks_cache)::text AS keyset,"
+	"       " UI_TIME("c.jwks_fetched_at") " AS jwks_fetched,"
 	"       " UI_TIME("c.created_at") " AS created, " UI_TIME("c.updated_at") " AS updated,"
 	"       (SELECT count(*) FROM imports i WHERE i.client_id = c.id) AS n_imports,"
 	"       (SELECT count(*) FROM imports i WHERE i.client_id = c.id AND " SQL_BUSY ") AS n_busy"
 	"  FROM clients c WHERE c.id = $1";
+
+/* The client of the path as one row of SQL_CLIENT: 1 and *out, 0 when `rp`
+ * holds a 404 page, -1 on a database error. */
+static int client_row(struct request *rq, struct reply *rp, PGresult **out)
+{
+	const char *id = rq->path_params[0];
+	PGresult *r;
+
+	*out = NULL;
+	if (!web_id_ok(id))
+		return ui_error(rq, rp, 404, "There is no such client.") < 0 ? -1 : 0;
+	r = db_q(rq->db, SQL_CLIENT, 1, id);
+	if (!r)
+		return -1;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return ui_error(rq, rp, 404, "There is no such client.") < 0 ? -1 : 0;
+	}
+	*out = r;
+	return 1;
+}
 
 /* The keys of a stored JWKS (text) as Client.Keys.<n>.{kid,kty,alg}. */
 static void key_list(HDF *h, const char *text)
@@ -278,23 +295,15 @@ static int client_page(struct request *rq, struct reply *rp, const char *form, c
 	char lim[16];
 	PGresult *r = NULL;
 	HDF *h = NULL;
-	int i, c, rc = -1;
+	int i, rc = -1;
 
-	if (!web_id_ok(id))
-		return ui_error(rq, rp, 404, "There is no such client.");
-	r = db_q(rq->db, SQL_CLIENT, 1, id);
-	if (!r)
+	rc = client_row(rq, rp, &r);
+	if (rc <= 0)
 		goto out;
-	if (PQntuples(r) != 1) {
-		rc = ui_error(rq, rp, 404, "There is no such client.");
-		goto out;
-	}
+	rc = -1;
 	h = ui_hdf(rq, "Client", "clients");
-	for (c = 0; c < PQnfields(r); c++)
-		if (!PQgetisnull(r, 0, c) && strcmp(PQfname(r, c), "jwks") && strcmp(PQfname(r, c), "jwks_cache"))
-			ui_set(h, PQgetvalue(r, 0, c), "Client.%s", PQfname(r, c));
-	ui_set(h, !strcmp(db_get(r, 0, "enabled"), "t") ? "1" : NULL, "Client.Enabled");
-	key_list(h, db_get(r, 0, "jwks") ? db_get(r, 0, "jwks") : db_get(r, 0, "jwks_cache"));
+	ui_set_row(h, r, 0, "Client");
+	key_list(h, db_get(r, 0, "keyset"));
 	/* the edit form starts from the stored values */
 	for (i = 0; META_FIELDS[i]; i++)
 		ui_set(h, db_get(r, 0, META_FIELDS[i]), "Form.edit.%s", META_FIELDS[i]);
@@ -409,24 +418,14 @@ int ui_client_state(struct request *rq, struct reply *rp)
 
 static int delete_page(struct request *rq, struct reply *rp, int status, const char *problem)
 {
-	const char *id = rq->path_params[0];
 	PGresult *r;
 	HDF *h;
-	int c;
+	int rc = client_row(rq, rp, &r);
 
-	if (!web_id_ok(id))
-		return ui_error(rq, rp, 404, "There is no such client.");
-	r = db_q(rq->db, SQL_CLIENT, 1, id);
-	if (!r)
-		return -1;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
-		return ui_error(rq, rp, 404, "There is no such client.");
-	}
+	if (rc <= 0)
+		return rc;
 	h = ui_hdf(rq, "Delete client", "clients");
-	for (c = 0; c < PQnfields(r); c++)
-		if (!PQgetisnull(r, 0, c) && strcmp(PQfname(r, c), "jwks") && strcmp(PQfname(r, c), "jwks_cache"))
-			ui_set(h, PQgetvalue(r, 0, c), "Client.%s", PQfname(r, c));
+	ui_set_row(h, r, 0, "Client");
 	ui_set(h, problem, "Problem");
 	PQclear(r);
 	return ui_render(rp, h, status, "client_delete");

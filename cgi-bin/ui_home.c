@@ -15,7 +15,6 @@
 int ui_admin_root(struct request *rq, struct reply *rp)
 {
 	ui_redirect(rp, "/admin/");
-	rp->status = 301;
 	return 0;
 }
 

@@ -138,16 +138,6 @@ static const char SQL_FILES[] =
 static const char SQL_OUTCOMES[] =
 	"SELECT severity, code, file_url, line, diagnostics FROM outcomes WHERE import_id = $1 ORDER BY id LIMIT $2::int";
 
-/* Every column of row `row` into the HDF as <prefix>.<column> (NULLs unset). */
-static void set_row(HDF *h, const PGresult *r, int row, const char *prefix)
-{
-	int c;
-
-	for (c = 0; c < PQnfields(r); c++)
-		if (!PQgetisnull(r, row, c))
-			ui_set(h, PQgetvalue(r, row, c), "%s.%s", prefix, PQfname(r, c));
-}
-
 int ui_import(struct request *rq, struct reply *rp)
 {
 	const char *id = rq->path_params[0];
@@ -170,7 +160,7 @@ int ui_import(struct request *rq, struct reply *rp)
 	row = ui_import_row(r, 0);
 	ui_set_flat(h, row, "Import");
 	json_object_put(row);
-	set_row(h, r, 0, "Raw");
+	ui_set_row(h, r, 0, "Raw");
 	{
 		struct buf u = BUF_INIT;
 		buf_printf(&u, "%s/imports/%s", web_base(), id);
@@ -186,9 +176,7 @@ int ui_import(struct request *rq, struct reply *rp)
 	if (!r)
 		goto out;
 	for (i = 0; i < PQntuples(r) && i < MAX_FILES; i++) {
-		char p[32];
-		snprintf(p, sizeof p, "Files.%d", i);
-		set_row(h, r, i, p);
+		ui_set_row(h, r, i, "Files.%d", i);
 		ui_set(h, ui_fmt_bytes(atoll(db_get(r, i, "bytes")), b), "Files.%d.bytes_h", i);
 	}
 	if (PQntuples(r) > MAX_FILES)
@@ -199,11 +187,8 @@ int ui_import(struct request *rq, struct reply *rp)
 	r = db_q(rq->db, SQL_OUTCOMES, 2, id, lim);
 	if (!r)
 		goto out;
-	for (i = 0; i < PQntuples(r); i++) {
-		char p[32];
-		snprintf(p, sizeof p, "Outcomes.%d", i);
-		set_row(h, r, i, p);
-	}
+	for (i = 0; i < PQntuples(r); i++)
+		ui_set_row(h, r, i, "Outcomes.%d", i);
 	ui_set_int(h, PQntuples(r), "OutcomesShown");
 	rc = ui_render(rp, h, 200, "import");
 	h = NULL;

@@ -1,5 +1,5 @@
 <?cs def:content() ?>
-<h2 class="subtitle"><?cs var:Client.name ?> <?cs if:Client.Enabled ?><span class="state state-enabled">enabled</span><?cs else ?><span class="state state-disabled">disabled</span><?cs /if ?></h2>
+<h2 class="subtitle"><?cs var:Client.name ?> <?cs call:client_state(Client.enabled) ?></h2>
 
 <section aria-labelledby="h-hand">
 <h2 id="h-hand">What to hand to the provider</h2>
@@ -26,7 +26,7 @@
 </dl>
 <form method="post" action="<?cs var:Root ?>/admin/clients/<?cs var:Client.id ?>/state" class="inline">
 <?cs call:csrf() ?>
-<?cs if:Client.Enabled ?>
+<?cs if:Client.enabled == "t" ?>
 <input type="hidden" name="enabled" value="0">
 <button type="submit">Disable client</button> <span class="hint">It can then neither get tokens nor ping; running imports continue.</span>
 <?cs else ?>

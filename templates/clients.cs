@@ -23,7 +23,7 @@
 <td><?cs var:c.key_source ?></td>
 <td><?cs var:c.created ?></td>
 <td><?cs alt:c.last_import ?>never<?cs /alt ?></td>
-<td><?cs if:c.Enabled ?><span class="state state-enabled">enabled</span><?cs else ?><span class="state state-disabled">disabled</span><?cs /if ?></td>
+<td><?cs call:client_state(c.enabled) ?></td>
 </tr>
 <?cs /each ?>
 </tbody>

@@ -6,6 +6,8 @@
 <?cs def:invalid(form, name) ?><?cs if:Errors[form][name] ?> aria-invalid="true" aria-describedby="<?cs var:form ?>-<?cs var:name ?>-error"<?cs /if ?><?cs /def ?>
 <?cs # An import's state as a badge. ?>
 <?cs def:state(s) ?><span class="state state-<?cs var:s ?>"><?cs var:s ?></span><?cs /def ?>
+<?cs # A client's state (the enabled column, "t" or "f") as a badge. ?>
+<?cs def:client_state(enabled) ?><?cs if:enabled == "t" ?><span class="state state-enabled">enabled</span><?cs else ?><span class="state state-disabled">disabled</span><?cs /if ?><?cs /def ?>
 <?cs # Copy and download buttons for the text of element `id` (shown by ui.js). ?>
 <?cs def:copy(id, label) ?><button type="button" class="copy" data-copy="<?cs var:id ?>" hidden>Copy <?cs var:label ?></button><?cs /def ?>
 <?cs def:download(id, label, file) ?><button type="button" class="download" data-download="<?cs var:id ?>" data-filename="<?cs var:file ?>" hidden>Download <?cs var:label ?></button><?cs /def ?>
