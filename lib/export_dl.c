@@ -8,9 +8,10 @@
  *
  * What is stored: with invalid_policy DROP_FILE or FAIL the decoded bytes
  * exactly as received; with SKIP_LINE the same minus the invalid lines
- * (every stored line byte-identical); with the attachments hook, the
- * processed DocumentReference / DiagnosticReport lines (the one case where
- * stored lines differ from received ones).
+ * (every stored line byte-identical); with o->attach.enabled, output
+ * DocumentReference / DiagnosticReport lines as lib/attach.h rewrote them
+ * (attachments inline or saved beside the file): the one case where stored
+ * lines differ from received ones.
  *
  * Retries: 429 / 408 / 5xx answers (honouring Retry-After), connection
  * failures and bodies cut short are retried up to o->retries times.  When
@@ -19,6 +20,7 @@
  * answer restarts the file.  A 429 halves that origin's concurrency (min
  * 1), RAISE_AFTER good files in a row raise it by one. */
 #include "export_int.h"
+#include "attach.h"
 #include "buf.h"
 #include "b64.h"
 #include "dest.h"
@@ -134,18 +136,71 @@ static int out(struct dl *d, const void *p, size_t len)
 	return 0;
 }
 
-/* Attachments hook: lib/attach.h (the attachments colleague's module) is
- * not there yet, so a DocumentReference / DiagnosticReport line is stored
- * as received.  Once it exists, this is where a line is rewritten. */
 static int attach_applies(const struct dl *d)
 {
 	return d->r->o->attach.enabled && d->karr == XK_OUTPUT &&
 	       (!strcmp(d->f->type, "DocumentReference") || !strcmp(d->f->type, "DiagnosticReport"));
 }
 
+static void attach_issue(void *ctx, const char *severity, const char *code, const char *message)
+{
+	struct dl *d = ctx;
+
+	file_issue(d, severity, code, d->cur_line, "attachment: %s", message);
+}
+
+/* After a 401 on an attachment: a new token, unless another request got
+ * one already. */
+static const char *attach_renew(void *ctx)
+{
+	struct dl *d = ctx;
+	int failed;
+
+	if (!d->r->smart)
+		return NULL;
+	smart_invalidate(d->r->smart);
+	return xp_token(d->r, &failed);
+}
+
+/* A DocumentReference / DiagnosticReport line through lib/attach.h:
+ * attachments fetched, put inline or saved beside the file.  The only
+ * case where a stored line differs from the received one.  Blocks while it
+ * fetches (the other transfers wait). */
 static int attach_line(struct dl *d, const char *line, size_t len)
 {
-	return out(d, line, len);
+	struct run *r = d->r;
+	struct attach_env env = { 0 };
+	const char *slash = strrchr(d->f->dest_name, '/');
+	char *dir = slash ? strndup(d->f->dest_name, (size_t)(slash - d->f->dest_name)) : NULL;
+	char *res = NULL, *err = NULL;
+	size_t reslen = 0;
+	int failed = 0, rc;
+
+	if (!attach_line_may_have(line, len)) {
+		free(dir);
+		return out(d, line, len);
+	}
+	env.conf = &r->conf;
+	env.fhir_base = r->o->fhir_base;
+	env.headers = r->o->extra_headers;
+	env.bearer = d->want_token ? xp_token(r, &failed) : NULL;
+	env.token_origins = (const char *const *)r->trusted;
+	env.dest = r->o->dest;
+	env.file_dir = dir;
+	env.retries = r->retries;
+	env.on_issue = attach_issue;
+	env.renew_bearer = d->want_token ? attach_renew : NULL;
+	env.ctx = d;
+	env.stats = &r->attach_stats;
+	rc = attach_process_line(&r->o->attach, &env, line, len, &res, &reslen, &err);
+	if (rc < 0 && !r->stopped)
+		file_issue(d, "warning", "processing", d->cur_line, "attachments not processed: %s",
+			   err ? err : "error");
+	rc = res ? out(d, res, reslen) : out(d, line, len);
+	free(res);
+	free(err);
+	free(dir);
+	return rc;
 }
 
 /* Line mode: called by the validator for every complete line. */
@@ -153,6 +208,7 @@ static void on_line(void *ctx, const char *data, size_t len, int nl, int ok)
 {
 	struct dl *d = ctx;
 
+	d->cur_line++;
 	if (d->store_failed || d->r->fatal)
 		return;
 	if (!ok && policy(d) == EXPORT_INVALID_SKIP_LINE)
@@ -287,6 +343,7 @@ static int reset_content(struct dl *d)
 	d->f->bytes = d->f->lines = 0;
 	d->wire = 0;
 	d->olen = 0;
+	d->cur_line = 0;
 	d->sniffed = d->nmagic = 0;
 	if (d->z) {
 		inflateEnd(d->z);

@@ -7,6 +7,7 @@
 #ifndef EXPORT_INT_H
 #define EXPORT_INT_H
 #include "export.h"
+#include "attach.h"
 #include "http.h"
 #include <json-c/json.h>
 #include <openssl/evp.h>
@@ -72,6 +73,7 @@ struct dl {
 	char *etag;                   /* strong ETag of an identity 200, for If-Range */
 	/* line mode (SKIP_LINE, attachments): stored line by line */
 	int line_mode;
+	long long cur_line;           /* physical line being stored (issues) */
 	char *obuf;                   /* output buffer in line mode */
 	size_t olen;
 	int store_failed;
@@ -125,7 +127,8 @@ struct run {
 	int state_dirty;
 
 	/* totals for export_complete */
-	long long done_files, done_lines, done_bytes, attachments;
+	long long done_files, done_lines, done_bytes;
+	struct attach_stats attach_stats;
 };
 
 /* ---- export.c ---- */

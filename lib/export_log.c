@@ -178,7 +178,7 @@ void xlog_export_complete(struct run *r)
 	json_object_object_add(d, "files", json_object_new_int64(r->done_files));
 	json_object_object_add(d, "resources", json_object_new_int64(r->done_lines));
 	json_object_object_add(d, "bytes", json_object_new_int64(r->done_bytes));
-	json_object_object_add(d, "attachments", json_object_new_int64(r->attachments));
+	json_object_object_add(d, "attachments", json_object_new_int64(r->attach_stats.fetched));
 	json_object_object_add(d, "duration", json_object_new_int64(xp_now_ms() - r->t0_ms));
 	json_object_object_add(d, "failed", json_object_new_int(r->res->files_failed));
 	{

@@ -139,11 +139,52 @@ static int log_count(const char *method, const char *frag, const char *origin, i
 	return n;
 }
 
+/* Requests matching method and path fragment whose header `name` contains
+ * `sub` (NULL: is present at all); *total gets all matching requests. */
+static int log_count_header(const char *method, const char *frag, const char *origin, const char *name,
+			    const char *sub, int *total)
+{
+	json_object *log = get_json("/__log"), *e, *v, *h;
+	size_t i;
+	int n = 0;
+
+	if (total)
+		*total = 0;
+	for (i = 0; log && i < json_object_array_length(log); i++) {
+		e = json_object_array_get_idx(log, i);
+		if (method && (!json_object_object_get_ex(e, "method", &v) || strcmp(json_object_get_string(v), method)))
+			continue;
+		if (!json_object_object_get_ex(e, "path", &v) || !strstr(json_object_get_string(v), frag))
+			continue;
+		if (origin && (!json_object_object_get_ex(e, "origin", &v) || strcmp(json_object_get_string(v), origin)))
+			continue;
+		if (total)
+			(*total)++;
+		if (json_object_object_get_ex(e, "headers", &h) && json_object_object_get_ex(h, name, &v) &&
+		    (!sub || strstr(json_object_get_string(v), sub)))
+			n++;
+	}
+	json_object_put(log);
+	return n;
+}
+
 /* ---- events ------------------------------------------------------------ */
 
 struct seen {
 	int kickoffs, statuses, manifests, starts, done_ok, done_bad, issues;
 	int stop_after_kickoff, stop_on_start, stop_now;
+	int stop_value;                 /* what should_stop returns once stopping (0: 1) */
+	long long stop_after_bytes;     /* stop once a file has this many bytes */
+	long long crash_after_bytes;    /* _exit(0) once a file has this many bytes */
+	long long stop_delay_ms;        /* stop this long after the kick-off */
+	long long stop_at;              /* monotonic ms */
+	int stop_calls;
+	char events[256][24];           /* on_log event names, in order */
+	int nevents;
+	int want_log;                   /* keep the details in logtext (seen_reset frees) */
+	struct buf logtext;             /* every on_log details, one JSON per line */
+	int manifest_names_ok;          /* on_manifest: every dest_name contained */
+	char manifest_names[8][256];
 	long long issue_lines[64];
 	char issue_codes[64][24];
 	char last_issue[512];
@@ -157,11 +198,21 @@ struct seen {
 	int skip_type;                  /* on_manifest: skip files of this seq */
 };
 
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void ev_kickoff(void *ctx, const char *url)
 {
 	struct seen *s = ctx;
 
 	s->kickoffs++;
+	if (s->stop_delay_ms)
+		s->stop_at = mono_ms() + s->stop_delay_ms;
 	snprintf(s->status_url, sizeof s->status_url, "%s", url);
 	if (s->stop_after_kickoff)
 		s->stop_now = 1;
@@ -178,9 +229,38 @@ static void ev_manifest(void *ctx, json_object *m, struct export_file *f, int n)
 	int i;
 
 	s->manifests++;
-	for (i = 0; i < n; i++)
+	s->manifest_names_ok = 1;
+	for (i = 0; i < n; i++) {
+		const char *nm = f[i].dest_name;
+
 		if (s->skip_type && f[i].seq == s->skip_type)
 			f[i].skip = 1;
+		if (!nm || !*nm || nm[0] == '.' || strstr(nm, "/.") || nm[strlen(nm) - 1] == '/')
+			s->manifest_names_ok = 0;
+		if (i < 8)
+			snprintf(s->manifest_names[i], sizeof s->manifest_names[0], "%s", nm ? nm : "");
+	}
+}
+
+static void ev_progress(void *ctx, struct export_file *f)
+{
+	struct seen *s = ctx;
+
+	if (s->crash_after_bytes && f->bytes >= s->crash_after_bytes)
+		_exit(0);   /* a crash: nothing cleaned up, the part file stays */
+	if (s->stop_after_bytes && f->bytes >= s->stop_after_bytes)
+		s->stop_now = 1;
+}
+
+static void ev_log(void *ctx, const char *event, json_object *details)
+{
+	struct seen *s = ctx;
+
+	if (s->nevents < 256)
+		snprintf(s->events[s->nevents++], sizeof s->events[0], "%s", event);
+	if (s->want_log)
+		buf_printf(&s->logtext, "%s %s\n", event,
+			   json_object_to_json_string_ext(details, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 static void ev_start(void *ctx, struct export_file *f)
@@ -228,12 +308,25 @@ static void ev_issue(void *ctx, const struct export_issue *iss)
 
 static int ev_stop(void *ctx)
 {
-	return ((struct seen *)ctx)->stop_now;
+	struct seen *s = ctx;
+
+	s->stop_calls++;
+	if (s->stop_at && mono_ms() >= s->stop_at)
+		s->stop_now = 1;
+	if (!s->stop_now)
+		return 0;
+	return s->stop_value ? s->stop_value : EXPORT_STOP_CANCEL;
 }
 
 static const struct export_events EV = {
-	ev_kickoff, ev_status, ev_manifest, ev_start, NULL, ev_done, ev_issue, ev_stop, NULL
+	ev_kickoff, ev_status, ev_manifest, ev_start, ev_progress, ev_done, ev_issue, ev_stop, ev_log
 };
+
+static void seen_reset(struct seen *s)
+{
+	buf_free(&s->logtext);
+	memset(s, 0, sizeof *s);
+}
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -342,6 +435,10 @@ struct run_args {
 	long poll_max;
 	struct export_auth auth;
 	const char *base_override;
+	const char *dir;           /* reuse this folder (resume) instead of a new one */
+	void (*tweak)(struct export_opts *o, void *arg);
+	void *targ;
+	int parallelism;
 };
 
 static int run_export(const struct run_args *a, struct seen *s, struct export_result *res, char *dir)
@@ -350,9 +447,14 @@ static int run_export(const struct run_args *a, struct seen *s, struct export_re
 	char url[1024], *base, *err = NULL;
 	int rc;
 
-	strcpy(dir, "/tmp/test_export.XXXXXX");
-	if (!mkdtemp(dir))
-		return -2;
+	if (a->dir) {
+		if (dir != a->dir)
+			strcpy(dir, a->dir);
+	} else {
+		strcpy(dir, "/tmp/test_export.XXXXXX");
+		if (!mkdtemp(dir))
+			return -2;
+	}
 	base = a->base_override ? strdup(a->base_override) : base_for(a->cfg);
 	snprintf(url, sizeof url, "%s%s", base, a->path ? a->path : "/$export");
 	o.kind = a->kind;
@@ -367,13 +469,15 @@ static int run_export(const struct run_args *a, struct seen *s, struct export_re
 	o.connect_timeout = 5;
 	o.idle_timeout = 10;
 	o.retries = 2;
-	o.parallelism = 3;
+	o.parallelism = a->parallelism ? a->parallelism : 3;
 	o.max_line_bytes = 1 << 20;
 	o.poll_default_wait = 1;
 	o.poll_max_wait = a->poll_max ? a->poll_max : 2;
 	o.deadline = time(NULL) + (a->deadline_in ? a->deadline_in : 120);
 	o.dest = dest_open(dir, &err);
 	o.ctx = s;
+	if (a->tweak)
+		a->tweak(&o, a->targ);
 	rc = export_run(&o, &EV, res);
 	diag("rc=%d ok=%d failed=%d cancelled=%d status=%d code=%s msg=%s\n", rc, res->ok, res->files_failed,
 	       res->cancelled, res->http_status, res->error_code ? res->error_code : "-",
@@ -407,6 +511,36 @@ static int file_ok(const struct seen *s, const char *type, int want_ok, const ch
 		return (stat(path, &st) == 0) == want_ok;
 	}
 	return 0;
+}
+
+struct tweaks {
+	const char *name_template;
+	enum export_invalid_policy policy;
+	const char *const *extra_headers;
+	const char *const *token_origins;
+	const char *proxy;
+	int lenient, save_manifest, resume, retries0;
+	json_object *manifest;
+	const char *export_id;
+};
+
+static void apply_tweaks(struct export_opts *o, void *arg)
+{
+	const struct tweaks *t = arg;
+
+	o->name_template = t->name_template;
+	o->invalid_policy = t->policy;
+	o->extra_headers = t->extra_headers;
+	o->token_origins = t->token_origins;
+	o->proxy = t->proxy;
+	o->lenient = t->lenient;
+	o->save_manifest = t->save_manifest;
+	o->resume = t->resume;
+	if (t->retries0)
+		o->retries = 0;
+	if (t->manifest)
+		o->manifest = t->manifest;
+	o->export_id = t->export_id;
 }
 
 /* ---- scenarios --------------------------------------------------------- */
@@ -805,6 +939,31 @@ static void t_auth(void)
 		rm_dir(dir);
 	}
 	{
+		char other[64];
+		const char *origins[] = { other, NULL };
+		struct tweaks tw = { .token_origins = origins };
+		struct run_args a = { .cfg = "{\"types\":[\"Patient\",\"Device\"],\"redirectFiles\":true}",
+				      .auth = { 0, cid, key, "ES384", kid, NULL, NULL },
+				      .tweak = apply_tweaks, .targ = &tw };
+		const char *log;
+
+		snprintf(other, sizeof other, "http://127.0.0.1:%d", other_port);
+		clear_log();
+		seen_reset(&s);
+		s.want_log = 1;
+		rc = run_export(&a, &s, &res, dir);
+		T_CHECK(rc == 0 && res.files_failed == 0 && files_match(&s, dir) == 2, "export with token_origins");
+		n = log_count("GET", "/files/", "other", &with_auth);
+		T_CHECK(n == 2 && with_auth == 2, "bearer token also sent to an origin listed in token_origins");
+		log = buf_str(&s.logtext);
+		T_CHECK(s.nevents > 5 && !strcasestr(log, "bearer") && !strcasestr(log, "authorization") &&
+			!strstr(log, "access_token") && !strstr(log, "client_assertion") && !strstr(log, "\"d\":"),
+			"no token, assertion or key in the log events");
+		export_result_free(&res);
+		rm_dir(dir);
+		seen_reset(&s);
+	}
+	{
 		struct run_args a = { .cfg = "{\"types\":[\"Device\"]}",
 				      .auth = { 0, "no-such-client", key, "ES384", kid, NULL, NULL } };
 
@@ -838,6 +997,782 @@ static void t_retry_after(void)
 	T_CHECK(http_retry_after(NULL, now) == -1 && http_retry_after("", now) == -1, "Retry-After absent");
 }
 
+/* ---- issue 3: client features ------------------------------------------ */
+
+static long long elapsed_ms(long long t0)
+{
+	return mono_ms() - t0;
+}
+
+static void t_stop_values(void)
+{
+	struct run_args a = { .cfg = "{\"auth\":false,\"polls\":50,\"tag\":\"stop-values\"}" };
+	struct export_result res;
+	struct seen s = { 0 };
+	char dir[64];
+	long long t0;
+	int rc;
+
+	clear_log();
+	s.stop_after_kickoff = 1;
+	s.stop_value = EXPORT_STOP_ABANDON;
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == -1 && res.cancelled == 1, "abandon while polling stops the export");
+	T_CHECK(log_count("DELETE", "/status/", NULL, NULL) == 0, "abandon sends no DELETE");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	/* the stop arrives while a slow status request is in flight: libcurl's
+	 * progress callback aborts it, and the value (abandon) must survive */
+	a.cfg = "{\"auth\":false,\"polls\":50,\"slowMs\":2500,\"tag\":\"stop-inflight\"}";
+	seen_reset(&s);
+	s.stop_delay_ms = 400;
+	s.stop_value = EXPORT_STOP_ABANDON;
+	clear_log();
+	t0 = mono_ms();
+	rc = run_export(&a, &s, &res, dir);
+	diag("in-flight abandon took %lld ms\n", elapsed_ms(t0));
+	T_CHECK(rc == -1 && res.cancelled == 1 && elapsed_ms(t0) < 4500,
+		"a stop during a slow request aborts that request");
+	T_CHECK(log_count("DELETE", "/status/", NULL, NULL) == 0, "stop value abandon kept through the aborted request");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	seen_reset(&s);
+	s.stop_delay_ms = 400;
+	s.stop_value = EXPORT_STOP_CANCEL;
+	clear_log();
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == -1 && res.cancelled == 1 && log_count("DELETE", "/status/", NULL, NULL) == 1,
+		"stop value cancel kept through the aborted request: DELETE sent");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	/* abandon in the middle of downloads: nothing committed, no DELETE */
+	a.cfg = "{\"auth\":false,\"types\":[\"Observation\",\"Claim\"],\"slowFileMs\":30,\"tag\":\"stop-dl\"}";
+	seen_reset(&s);
+	s.stop_after_bytes = 100000;
+	s.stop_value = EXPORT_STOP_ABANDON;
+	clear_log();
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == -1 && res.cancelled == 1 && s.done_ok == 0 && count_dir(dir) == 0,
+		"abandon during downloads commits nothing");
+	T_CHECK(log_count("DELETE", "/status/", NULL, NULL) == 0, "abandon during downloads sends no DELETE");
+	export_result_free(&res);
+	rm_dir(dir);
+}
+
+static int starts_with(const char *s, const char *p)
+{
+	return !strncmp(s, p, strlen(p));
+}
+
+static void t_names(void)
+{
+	struct tweaks tw = { .name_template = "p{page}/{n}-{type}.ndjson" };
+	struct run_args a = { .cfg = "{\"auth\":false,\"pageSize\":3,\"types\":[\"Patient\",\"Device\",\"Organization\","
+				     "\"Practitioner\",\"CarePlan\",\"CareTeam\",\"Condition\"]}",
+			      .tweak = apply_tweaks, .targ = &tw };
+	struct export_result res;
+	struct seen s = { 0 };
+	char dir[64];
+	int rc;
+
+	rc = run_export(&a, &s, &res, dir);
+	diag("names: %s %s %s %s %s %s %s\n", s.manifest_names[0], s.manifest_names[1], s.manifest_names[2],
+	     s.manifest_names[3], s.manifest_names[4], s.manifest_names[5], s.manifest_names[6]);
+	T_CHECK(rc == 0 && res.files_failed == 0 && files_match(&s, dir) == 7, "template with a folder: files stored");
+	T_CHECK(starts_with(s.manifest_names[0], "p1/1-") && starts_with(s.manifest_names[2], "p1/3-") &&
+		starts_with(s.manifest_names[3], "p2/4-") && starts_with(s.manifest_names[5], "p2/6-") &&
+		starts_with(s.manifest_names[6], "p3/7-"), "{page} follows the manifest pages, {n} runs across them");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	tw.name_template = "{type}.ndjson";
+	a.cfg = "{\"auth\":false,\"types\":[\"Patient\",\"Observation\"],\"filesPerType\":2}";
+	seen_reset(&s);
+	rc = run_export(&a, &s, &res, dir);
+	diag("names: %s %s %s %s\n", s.manifest_names[0], s.manifest_names[1], s.manifest_names[2], s.manifest_names[3]);
+	T_CHECK(rc == 0 && s.done_ok == 4 && strcmp(s.manifest_names[0], s.manifest_names[1]) &&
+		file_ok(&s, "Patient", 1, dir) && count_dir(dir) == 4, "colliding names made unique");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	tw.name_template = "{basename}";
+	a.cfg = "{\"auth\":false,\"types\":[\"Patient\",\"Device\"]}";
+	seen_reset(&s);
+	rc = run_export(&a, &s, &res, dir);
+	diag("basename: %s %s done %d\n", s.manifest_names[0], s.manifest_names[1], s.done_ok);
+	T_CHECK(rc == 0 && s.done_ok == 2 && !strcmp(s.manifest_names[0], "1.Device.ndjson") &&
+		!strcmp(s.manifest_names[1], "1.Patient.ndjson") &&
+		files_match(&s, dir) == 2, "{basename} is the file URL's last segment");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	/* hostile file URLs: names stay inside, with no folder */
+	tw.manifest = json_tokener_parse(
+		"{\"transactionTime\":\"2024-01-01T00:00:00Z\",\"requiresAccessToken\":false,\"output\":["
+		"{\"type\":\"Patient\",\"url\":\"http://127.0.0.1:1/files/..%2F..%2Fetc\"},"
+		"{\"type\":\"Patient\",\"url\":\"../x\"},"
+		"{\"type\":\"Patient\",\"url\":\"/abs\"},"
+		"{\"type\":\"../..\",\"url\":\"http://127.0.0.1:1/a/..\"},"
+		"{\"type\":\"Patient\",\"url\":\"http://127.0.0.1:1/a/.hidden?x=/../y\"}]}");
+	tw.retries0 = 1;
+	seen_reset(&s);
+	rc = run_export(&a, &s, &res, dir);
+	diag("hostile: %s | %s | %s | %s | %s\n", s.manifest_names[0], s.manifest_names[1], s.manifest_names[2],
+	     s.manifest_names[3], s.manifest_names[4]);
+	T_CHECK(rc == 0 && s.manifests == 1 && s.manifest_names_ok && !strchr(s.manifest_names[0], '/') &&
+		!strchr(s.manifest_names[1], '/') && !strchr(s.manifest_names[2], '/') &&
+		!strchr(s.manifest_names[3], '/') && !strchr(s.manifest_names[4], '/') &&
+		strcmp(s.manifest_names[3], s.manifest_names[1]), "hostile basenames stay inside the destination");
+	export_result_free(&res);
+	rm_dir(dir);
+	json_object_put(tw.manifest);
+
+	tw = (struct tweaks){ .name_template = "{nope}.ndjson" };
+	seen_reset(&s);
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == -1 && res.error_message && strstr(res.error_message, "{nope}") && s.kickoffs == 0,
+		"a bad template fails before the kick-off");
+	export_result_free(&res);
+	rm_dir(dir);
+}
+
+/* The fixture of `type` without its line `line` (1-based; 0: all of it); malloc'd. */
+static char *fixture_without(const char *type, int line, size_t *len)
+{
+	char path[1024], *all, *p, *start, *end;
+	size_t n;
+	int i;
+
+	snprintf(path, sizeof path, "%s/%s.ndjson", fixtures, type);
+	all = slurp(path, &n);
+	if (!all)
+		return NULL;
+	*len = n;
+	if (line <= 0)
+		return all;   /* the whole fixture */
+	for (p = all, i = 1; i < line && p; i++) {
+		p = memchr(p, '\n', n - (size_t)(p - all));
+		if (p)
+			p++;
+	}
+	if (!p)
+		return all;
+	start = p;
+	end = memchr(start, '\n', n - (size_t)(start - all));
+	end = end ? end + 1 : all + n;
+	memmove(start, end, n - (size_t)(end - all));
+	*len = n - (size_t)(end - start);
+	return all;
+}
+
+static int stored_equals(const char *dir, const struct seen *s, const char *type, const char *want, size_t wl)
+{
+	char path[1024];
+	size_t gl;
+	char *got;
+	int i, ok = 0;
+
+	for (i = 0; i < s->nfiles; i++) {
+		if (strcmp(s->files[i].type, type))
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, s->files[i].dest_name);
+		got = slurp(path, &gl);
+		ok = got && gl == wl && !memcmp(got, want, wl) && s->files[i].bytes == (long long)wl;
+		if (!ok)
+			diag("%s: %zu bytes stored, %zu expected\n", type, got ? gl : 0, wl);
+		free(got);
+		break;
+	}
+	return ok;
+}
+
+static long long lines_of(const struct seen *s, const char *type)
+{
+	int i;
+
+	for (i = 0; i < s->nfiles; i++)
+		if (!strcmp(s->files[i].type, type))
+			return s->files[i].lines;
+	return -1;
+}
+
+static void t_policies(void)
+{
+	struct tweaks tw = { .policy = EXPORT_INVALID_FAIL };
+	struct run_args a = { .cfg = "{\"auth\":false,\"types\":[\"Patient\",\"Device\"],"
+				     "\"malformedLine\":{\"type\":\"Patient\",\"line\":3}}",
+			      .tweak = apply_tweaks, .targ = &tw };
+	struct export_result res;
+	struct seen s = { 0 };
+	char dir[64], *want;
+	size_t wl = 0;
+	int rc;
+
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == -1 && !res.cancelled && res.error_message && strstr(res.error_message, "line 3") &&
+		strstr(res.error_message, "Patient.ndjson"), "fail policy: the export fails, saying file and line");
+	T_CHECK(file_ok(&s, "Patient", 0, dir) && !file_ok(&s, "Patient", 1, dir), "fail policy: the bad file is not stored");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	tw.policy = EXPORT_INVALID_SKIP_LINE;
+	a.cfg = "{\"auth\":false,\"types\":[\"Patient\",\"Device\",\"Organization\",\"Practitioner\"],"
+		"\"malformedLine\":{\"type\":\"Patient\",\"line\":3},"
+		"\"wrongType\":{\"type\":\"Device\",\"line\":2},"
+		"\"countDelta\":{\"type\":\"Organization\",\"delta\":1}}";
+	seen_reset(&s);
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == 0 && res.files_failed == 0 && s.done_ok == 4, "skip policy: every file stored");
+	want = fixture_without("Patient", 3, &wl);
+	T_CHECK(want && stored_equals(dir, &s, "Patient", want, wl) && lines_of(&s, "Patient") == 24,
+		"skip policy: the file without the bad line, other lines byte for byte");
+	free(want);
+	want = fixture_without("Device", 2, &wl);
+	T_CHECK(want && stored_equals(dir, &s, "Device", want, wl), "skip policy: wrong resourceType line left out");
+	free(want);
+	T_CHECK(has_issue_code(&s, "structure", 3) && has_issue_code(&s, "value", 2) && strstr(s.last_issue, "count"),
+		"skip policy: skipped lines and the count mismatch reported");
+	T_CHECK(files_match(&s, dir) == -1 && file_ok(&s, "Organization", 1, dir) && file_ok(&s, "Practitioner", 1, dir),
+		"skip policy: count mismatch still stored");
+	export_result_free(&res);
+	rm_dir(dir);
+}
+
+static void t_request_custom(void)
+{
+	static const char *const extra[] = { "X-Trace: abc-123", NULL };
+	struct tweaks tw = { .extra_headers = extra, .lenient = 1 };
+	struct run_args a = { .cfg = "{\"auth\":false,\"types\":[\"Patient\",\"Device\"],\"redirectFiles\":true}",
+			      .tweak = apply_tweaks, .targ = &tw };
+	struct export_result res;
+	struct seen s = { 0 };
+	char dir[64];
+	int rc, n, total;
+
+	clear_log();
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == 0 && s.done_ok == 2 && files_match(&s, dir) == 2, "export with extra headers and lenient");
+	T_CHECK(log_count_header("POST", "/$export", NULL, "x-trace", "abc-123", &total) == 1 && total == 1,
+		"extra header on the kick-off");
+	T_CHECK(log_count_header("POST", "/$export", NULL, "prefer", "handling=lenient", NULL) == 1,
+		"lenient: Prefer handling=lenient on the kick-off");
+	n = log_count_header("GET", "/status/", NULL, "x-trace", "abc-123", &total);
+	T_CHECK(n >= 1 && n == total, "extra header on every status request");
+	n = log_count_header("GET", "/files/", "main", "x-trace", "abc-123", &total);
+	T_CHECK(n == 2 && total == 2, "extra header on downloads from the server");
+	n = log_count_header("GET", "/files/", "other", "x-trace", NULL, &total);
+	T_CHECK(n == 0 && total == 2, "no extra header after a redirect to another origin");
+	T_CHECK(log_count_header("GET", "/files/", NULL, "user-agent", "bulk-import-test/1", &total) == total &&
+		total == 4, "user agent on every download hop");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	tw = (struct tweaks){ .proxy = "http://127.0.0.1:1", .retries0 = 1 };
+	seen_reset(&s);
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == -1 && res.error_message && strstr(res.error_message, "could not connect"),
+		"proxy setting used for requests");
+	export_result_free(&res);
+	rm_dir(dir);
+}
+
+static void t_gzip(void)
+{
+	struct run_args a = { .cfg = "{\"auth\":false,\"types\":[\"Patient\",\"Observation\",\"Device\"],\"gzip\":\"noheader\"}" };
+	struct export_result res;
+	struct seen s = { 0 };
+	char dir[64];
+	int rc;
+
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == 0 && res.files_failed == 0 && files_match(&s, dir) == 3,
+		"gzip body without Content-Encoding recognised and decoded");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	a.cfg = "{\"auth\":false,\"types\":[\"Patient\",\"Observation\"],\"gzip\":\"header\"}";
+	seen_reset(&s);
+	clear_log();
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == 0 && res.files_failed == 0 && files_match(&s, dir) == 2 &&
+		log_count_header("GET", "/files/", NULL, "accept-encoding", "gzip", NULL) == 2,
+		"Content-Encoding gzip asked for and decoded");
+	export_result_free(&res);
+	rm_dir(dir);
+}
+
+/* Smallest and largest "concurrency" of download_request events, and
+ * whether it went up again after its lowest point. */
+static void concurrency_seen(const struct seen *s, int *min, int *max_after_min)
+{
+	const char *p = buf_str(&s->logtext);
+	int c, minpos = -1, i = 0;
+
+	*min = 1000;
+	*max_after_min = 0;
+	while ((p = strstr(p, "download_request "))) {
+		const char *q = strstr(p, "\"concurrency\":");
+
+		if (q && sscanf(q, "\"concurrency\":%d", &c) == 1) {
+			if (c < *min) {
+				*min = c;
+				minpos = i;
+				*max_after_min = 0;
+			} else if (minpos >= 0 && c > *max_after_min) {
+				*max_after_min = c;
+			}
+		}
+		p++;
+		i++;
+	}
+}
+
+static void t_throttle(void)
+{
+	struct run_args a = { .cfg = "{\"auth\":false,\"types\":[\"Device\",\"Patient\",\"Organization\","
+				     "\"Practitioner\",\"CarePlan\",\"CareTeam\",\"Condition\",\"Immunization\",\"Procedure\"],"
+				     "\"fileStatus\":{\"type\":\"Device\",\"status\":429,\"times\":2}}" };
+	struct export_result res;
+	struct seen s = { .want_log = 1 };
+	char dir[64];
+	int rc, min, up;
+
+	clear_log();
+	rc = run_export(&a, &s, &res, dir);
+	concurrency_seen(&s, &min, &up);
+	diag("concurrency min %d, after that up to %d\n", min, up);
+	T_CHECK(rc == 0 && res.files_failed == 0 && files_match(&s, dir) == 9, "429 on a file: retried, every file arrives");
+	T_CHECK(log_count("GET", "1.Device.ndjson", NULL, NULL) == 3, "the 429 file was asked for three times");
+	T_CHECK(min == 1, "repeated 429: concurrency lowered to 1");
+	T_CHECK(up >= 2, "concurrency raised again after good files");
+	T_CHECK(strstr(buf_str(&s.logtext), "\"throttled\":2") != NULL, "export_complete counts the 429 answers");
+	export_result_free(&res);
+	rm_dir(dir);
+	seen_reset(&s);
+}
+
+static void t_outcome_array(void)
+{
+	char *base = base_for("{\"auth\":false,\"types\":[\"Patient\"],\"errorFile\":true}"), url[1024], sha[65];
+	struct tweaks tw = { 0 };
+	struct run_args a = { .kind = EXPORT_STATIC, .path = "/static/manifest.json", .tweak = apply_tweaks, .targ = &tw };
+	struct http_req rq = { 0 };
+	struct http_resp rs = { 0 };
+	json_object *m = NULL, *err;
+	struct export_result res;
+	struct seen s = { 0 };
+	char dir[64];
+	int rc, i, found = 0;
+
+	a.cfg = "{\"auth\":false,\"types\":[\"Patient\"],\"errorFile\":true}";
+	snprintf(url, sizeof url, "%s/static/manifest.json", base);
+	rq.url = url;
+	rq.max_body = 1 << 20;
+	if (http_request(NULL, &rq, &rs) == 0 && rs.status == 200)
+		m = json_tokener_parse(buf_str(&rs.body));
+	http_resp_free(&rs);
+	T_CHECK(m && json_object_object_get_ex(m, "error", &err), "static manifest with an error file");
+	if (!m) {
+		free(base);
+		return;
+	}
+	json_object_get(err);
+	json_object_object_del(m, "error");
+	json_object_object_add(m, "outcome", err);
+	/* the file's bytes as the server sends them */
+	snprintf(url, sizeof url, "%s", json_object_get_string(json_object_object_get(json_object_array_get_idx(err, 0), "url")));
+	memset(&rq, 0, sizeof rq);
+	rq.url = url;
+	rq.max_body = 1 << 20;
+	sha[0] = '\0';
+	if (http_request(NULL, &rq, &rs) == 0 && rs.status == 200)
+		sha_hex(rs.body.data, rs.body.len, sha);
+	http_resp_free(&rs);
+	tw.manifest = m;
+	rc = run_export(&a, &s, &res, dir);
+	for (i = 0; i < s.nfiles; i++)
+		if (!strcmp(s.files[i].kind, "error") && s.files[i].ok && !strcmp(s.files[i].sha256, sha))
+			found++;
+	T_CHECK(rc == 0 && res.files_failed == 0 && s.done_ok == 2 && found == 1,
+		"\"outcome\" array downloaded like an error file (OperationOutcome)");
+	export_result_free(&res);
+	rm_dir(dir);
+	json_object_put(m);
+	free(base);
+}
+
+static int event_index(const struct seen *s, const char *name, int from)
+{
+	int i;
+
+	for (i = from; i < s->nevents; i++)
+		if (!strcmp(s->events[i], name))
+			return i;
+	return -1;
+}
+
+static int event_count(const struct seen *s, const char *name)
+{
+	int i, n = 0;
+
+	for (i = 0; i < s->nevents; i++)
+		n += !strcmp(s->events[i], name);
+	return n;
+}
+
+static void t_log_events(void)
+{
+	struct run_args a = { .cfg = "{\"auth\":false,\"polls\":2,\"types\":[\"Patient\",\"Device\"]}" };
+	struct export_result res;
+	struct seen s = { .want_log = 1 };
+	const char *log;
+	char dir[64], want[128];
+	int rc, k, sc, pc, mc, last_req, first_done;
+
+	rc = run_export(&a, &s, &res, dir);
+	log = buf_str(&s.logtext);
+	diag("log:\n%s", log);
+	k = event_index(&s, "kickoff", 0);
+	sc = event_index(&s, "status_complete", 0);
+	pc = event_index(&s, "status_page_complete", 0);
+	mc = event_index(&s, "manifest_complete", 0);
+	first_done = event_index(&s, "download_complete", 0);
+	last_req = event_index(&s, "download_request", first_done < 0 ? 0 : first_done);
+	T_CHECK(rc == 0 && k == 0 && event_count(&s, "status_progress") == 2 &&
+		event_index(&s, "status_progress", 0) > k && sc > event_index(&s, "status_progress", 2) &&
+		pc > sc && mc > pc, "log: kickoff, status_progress x2, status_complete, status_page_complete, manifest_complete");
+	T_CHECK(event_count(&s, "download_request") == 2 && event_count(&s, "download_complete") == 2 &&
+		event_index(&s, "download_request", 0) > mc && first_done > mc,
+		"log: download_request and download_complete per file, after the manifest");
+	T_CHECK(!strcmp(s.events[s.nevents - 1], "export_complete") && event_count(&s, "export_complete") == 1 &&
+		event_count(&s, "download_error") == 0 && event_count(&s, "client_error") == 0 &&
+		event_count(&s, "status_error") == 0, "log: export_complete last, no errors");
+	(void)last_req;
+	T_CHECK(strstr(log, "kickoff {\"exportUrl\":\"http://127.0.0.1:") && strstr(log, "\"status\":202"),
+		"log: kickoff details");
+	T_CHECK(strstr(log, "\"resourceCount\":25") && strstr(log, "\"fileSize\":"), "log: download_complete details");
+	snprintf(want, sizeof want, "\"files\":2,\"resources\":27");
+	T_CHECK(strstr(log, want) && strstr(log, "\"duration\":") && strstr(log, "\"bytes\":"),
+		"log: export_complete totals");
+	T_CHECK(strstr(log, "\"totalOutputFileCount\":2") && strstr(log, "\"totalManifests\":1"),
+		"log: manifest_complete totals");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	a.cfg = "{\"auth\":false,\"exportError\":{\"status\":500,\"code\":\"exception\",\"message\":\"disk on fire\"}}";
+	seen_reset(&s);
+	s.want_log = 1;
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == -1 && event_index(&s, "status_error", 0) > 0 &&
+		!strcmp(s.events[s.nevents - 1], "client_error") && strstr(buf_str(&s.logtext), "disk on fire"),
+		"log: status_error then client_error for a failed export");
+	export_result_free(&res);
+	rm_dir(dir);
+	seen_reset(&s);
+}
+
+static long long mtime_ns(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return -1;
+	return (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+}
+
+/* manifest.json in dir against the files and what was stored; -1 when
+ * absent or wrong, else the number of entries checked. */
+static int check_manifest(const char *dir)
+{
+	static const char *const kinds[] = { "output", "deleted", "error" };
+	char path[1024], sha[65];
+	json_object *m, *arr, *it, *v;
+	long long mt, newest = 0;
+	size_t i, k, len;
+	int n = 0;
+
+	snprintf(path, sizeof path, "%s/manifest.json", dir);
+	mt = mtime_ns(path);
+	{
+		char *text = slurp(path, &len);
+
+		m = text ? json_tokener_parse(text) : NULL;
+		free(text);
+	}
+	if (!m || json_object_object_get_ex(m, "link", NULL)) {
+		json_object_put(m);
+		return -1;
+	}
+	for (k = 0; k < 3; k++) {
+		if (!json_object_object_get_ex(m, kinds[k], &arr))
+			continue;
+		for (i = 0; i < json_object_array_length(arr); i++) {
+			const char *dest;
+			char *data;
+			size_t dl;
+
+			it = json_object_array_get_idx(arr, i);
+			dest = json_object_object_get_ex(it, "destination", &v) ? json_object_get_string(v) : NULL;
+			snprintf(path, sizeof path, "%s/%s", dir, dest ? dest : "-");
+			data = dest ? slurp(path, &dl) : NULL;
+			if (!data) {
+				json_object_put(m);
+				return -1;
+			}
+			sha_hex(data, dl, sha);
+			free(data);
+			if (mtime_ns(path) > newest)
+				newest = mtime_ns(path);
+			if (!json_object_object_get_ex(it, "size", &v) || json_object_get_int64(v) != (long long)dl ||
+			    !json_object_object_get_ex(it, "sha256", &v) || strcmp(json_object_get_string(v), sha) ||
+			    !json_object_object_get_ex(it, "lines", &v) || json_object_get_int64(v) <= 0) {
+				diag("manifest entry for %s is wrong\n", dest);
+				json_object_put(m);
+				return -1;
+			}
+			n++;
+		}
+	}
+	json_object_put(m);
+	return mt >= newest ? n : -1;
+}
+
+static void t_save_manifest(void)
+{
+	struct tweaks tw = { .save_manifest = 1 };
+	struct run_args a = { .cfg = "{\"auth\":false,\"pageSize\":2,\"deleted\":true,\"errorFile\":true,"
+				     "\"types\":[\"Patient\",\"Device\",\"Organization\",\"Practitioner\",\"CarePlan\"]}",
+			      .tweak = apply_tweaks, .targ = &tw };
+	struct export_result res;
+	struct seen s = { 0 };
+	char dir[64];
+	int rc, n;
+
+	rc = run_export(&a, &s, &res, dir);
+	n = check_manifest(dir);
+	diag("manifest entries %d, files %d\n", n, s.nfiles);
+	T_CHECK(rc == 0 && res.files_failed == 0 && n == s.nfiles && n == 7,
+		"manifest.json: merged pages, no link, destination/size/sha256/lines right, written last");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	a.cfg = "{\"auth\":false,\"types\":[\"Patient\",\"Device\"],\"fileStatus\":{\"type\":\"Device\",\"status\":404}}";
+	seen_reset(&s);
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == 0 && res.files_failed == 1 && check_manifest(dir) == -1 && strstr(s.last_issue, "not written"),
+		"manifest.json not written when a file failed, and said so");
+	export_result_free(&res);
+	rm_dir(dir);
+}
+
+static int part_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		n += strstr(de->d_name, ".part") != NULL;
+	closedir(d);
+	return n;
+}
+
+static int state_says_complete(const char *dir)
+{
+	char path[1024], *text;
+	json_object *st, *v;
+	size_t len;
+	int ok;
+
+	snprintf(path, sizeof path, "%s/bulk-data-state.json", dir);
+	text = slurp(path, &len);
+	st = text ? json_tokener_parse(text) : NULL;
+	ok = st && json_object_object_get_ex(st, "complete", &v) && json_object_get_boolean(v);
+	json_object_put(st);
+	free(text);
+	return ok;
+}
+
+/* First run in a child that dies (_exit) once a file has `crash_at` bytes;
+ * 0 when it died as planned. */
+static int crashing_run(const struct run_args *a, long long crash_at)
+{
+	struct export_result res;
+	struct seen s = { 0 };
+	char dir[64];
+	pid_t pid;
+	int status = -1;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		s.crash_after_bytes = crash_at;
+		run_export(a, &s, &res, dir);
+		_exit(3);   /* finished without crashing */
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static void t_resume(void)
+{
+	struct tweaks tw = { .resume = 1 };
+	struct run_args a = { .tweak = apply_tweaks, .targ = &tw };
+	struct export_result res;
+	struct seen s = { 0 };
+	char dir[64], cfg[256];
+	int rc, ranged, total, range_on;
+
+	for (range_on = 1; range_on >= 0; range_on--) {
+		snprintf(cfg, sizeof cfg, "{\"auth\":false,\"types\":[\"Patient\",\"Observation\",\"Claim\"],"
+			 "\"slowFileMs\":30,\"range\":%s,\"tag\":\"resume-crash-%d\"}", range_on ? "true" : "false",
+			 range_on);
+		a.cfg = cfg;
+		strcpy(dir, "/tmp/test_export.XXXXXX");
+		if (!mkdtemp(dir))
+			return;
+		a.dir = dir;
+		rc = crashing_run(&a, 1500000);
+		T_CHECK(rc == 0 && part_files(dir) >= 1, range_on ? "crash mid-download leaves part files (range on)"
+								 : "crash mid-download leaves part files (range off)");
+		clear_log();
+		seen_reset(&s);
+		rc = run_export(&a, &s, &res, dir);
+		ranged = log_count_header("GET", "/files/", NULL, "range", "bytes=", &total);
+		diag("resume: %d of %d downloads with Range\n", ranged, total);
+		T_CHECK(rc == 0 && res.files_failed == 0 && files_match(&s, dir) == 3 && s.done_ok == 3,
+			range_on ? "resumed export byte-identical to the fixtures (range on)"
+				 : "resumed export byte-identical to the fixtures (range off: restarted)");
+		T_CHECK(s.kickoffs == 0 && log_count("POST", "/$export", NULL, NULL) == 0,
+			"resume polls the recorded status URL instead of kicking off");
+		T_CHECK(log_count("GET", "1.Patient.ndjson", NULL, NULL) == 0, "resume skips files already done");
+		if (range_on)
+			T_CHECK(ranged >= 1, "resume asks for the rest of a partial file with Range");
+		T_CHECK(part_files(dir) == 0 && state_says_complete(dir), "no part files left, state complete");
+		export_result_free(&res);
+		rm_dir(dir);
+	}
+
+	/* stopped with abandon, resumed */
+	a.cfg = "{\"auth\":false,\"types\":[\"Patient\",\"Observation\",\"Claim\"],\"slowFileMs\":30,\"range\":true,"
+		"\"tag\":\"resume-abandon\"}";
+	strcpy(dir, "/tmp/test_export.XXXXXX");
+	if (!mkdtemp(dir))
+		return;
+	a.dir = dir;
+	seen_reset(&s);
+	s.stop_after_bytes = 300000;
+	s.stop_value = EXPORT_STOP_ABANDON;
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == -1 && res.cancelled && s.done_ok == 1, "abandoned after the first file");
+	export_result_free(&res);
+	clear_log();
+	seen_reset(&s);
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == 0 && files_match(&s, dir) == 3 && s.done_ok == 3 && log_count("GET", "1.Patient.ndjson", NULL, NULL) == 0,
+		"abandoned export resumed: done file reported, not fetched again, all byte-identical");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	/* a destination that holds another export's state */
+	a.cfg = "{\"auth\":false,\"types\":[\"Device\"],\"tag\":\"resume-other\"}";
+	strcpy(dir, "/tmp/test_export.XXXXXX");
+	if (!mkdtemp(dir))
+		return;
+	{
+		char path[1024];
+		FILE *f;
+
+		snprintf(path, sizeof path, "%s/bulk-data-state.json", dir);
+		f = fopen(path, "w");
+		if (f) {
+			fputs("{\"version\":1,\"kickoffUrl\":\"http://elsewhere.example/fhir/$export\"}", f);
+			fclose(f);
+		}
+	}
+	seen_reset(&s);
+	rc = run_export(&a, &s, &res, dir);
+	T_CHECK(rc == -1 && res.error_message && strstr(res.error_message, "another export") && s.kickoffs == 0,
+		"resume refuses a destination with another export's state");
+	export_result_free(&res);
+	rm_dir(dir);
+}
+
+static void attach_tweak(struct export_opts *o, void *arg)
+{
+	o->attach = *(const struct export_attach_opts *)arg;
+}
+
+/* Attachments hook: DocumentReference lines go through lib/attach.h. */
+static void t_attachments(void)
+{
+	static const char *const inline_types[] = { "image/jpeg", NULL };
+	struct export_attach_opts at = { .enabled = 1, .inline_types = inline_types, .inline_max = 1 << 20 };
+	struct run_args a = { .cfg = "{\"auth\":false,\"types\":[\"Patient\",\"DocumentReference\"],\"attachments\":true}",
+			      .tweak = attach_tweak, .targ = &at };
+	struct export_result res;
+	struct seen s = { .want_log = 1 };
+	char dir[64], path[1024], *text = NULL, *line, *save = NULL, *want;
+	json_object *res_doc, *content, *att, *v;
+	int rc, i, inl = 0, saved = 0, files_there = 0, lines = 0;
+	size_t len = 0, wl = 0;
+
+	rc = run_export(&a, &s, &res, dir);
+	for (i = 0; i < s.nfiles; i++)
+		if (!strcmp(s.files[i].type, "DocumentReference")) {
+			snprintf(path, sizeof path, "%s/%s", dir, s.files[i].dest_name);
+			text = slurp(path, &len);
+		}
+	for (line = text ? strtok_r(text, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
+		lines++;
+		res_doc = json_tokener_parse(line);
+		if (res_doc && json_object_object_get_ex(res_doc, "content", &content))
+			for (i = 0; i < (int)json_object_array_length(content); i++) {
+				if (!json_object_object_get_ex(json_object_array_get_idx(content, i), "attachment", &att))
+					continue;
+				if (json_object_object_get_ex(att, "data", &v) && !json_object_object_get_ex(att, "url", NULL))
+					inl++;
+				if (json_object_object_get_ex(att, "url", &v) &&
+				    starts_with(json_object_get_string(v), "attachments/")) {
+					struct stat st;
+
+					saved++;
+					snprintf(path, sizeof path, "%s/%s", dir, json_object_get_string(v));
+					files_there += stat(path, &st) == 0 && st.st_size > 0;
+				}
+			}
+		json_object_put(res_doc);
+	}
+	diag("attachments: %d lines, %d inline, %d saved, %d files\n", lines, inl, saved, files_there);
+	T_CHECK(rc == 0 && res.files_failed == 0 && s.done_ok == 2, "export with the attachments hook");
+	T_CHECK(lines == 4 && inl == 3 && saved == 1 && files_there == 1,
+		"DocumentReference attachments inline (jpeg) or saved under attachments/ (pdf), url rewritten");
+	T_CHECK(strstr(buf_str(&s.logtext), "\"attachments\":3") != NULL, "export_complete counts fetched attachments");
+	want = fixture_without("Patient", 0, &wl);
+	T_CHECK(want && stored_equals(dir, &s, "Patient", want, wl), "other files untouched by the hook");
+	free(want);
+	free(text);
+	export_result_free(&res);
+	rm_dir(dir);
+	seen_reset(&s);
+}
+
+/* TEST_ONLY=name,name runs only those scenarios. */
+static int wanted(const char *name)
+{
+	const char *only = getenv("TEST_ONLY");
+
+	return !only || !*only || strstr(only, name) != NULL;
+}
+
+#define RUN(fn) do { if (wanted(#fn)) fn(); } while (0)
+
 int main(void)
 {
 	const char *script = getenv("PROVIDER_SCRIPT") ? getenv("PROVIDER_SCRIPT") : "tests/provider/server.mjs";
@@ -858,16 +1793,27 @@ int main(void)
 		return t_done();
 	}
 	http_global_init();
-	t_open_post();
-	t_get_params();
-	t_validation();
-	t_transfer_faults();
-	t_export_errors();
-	t_waits();
-	t_stop();
-	t_paging_static();
-	t_http_redirect();
-	t_auth();
+	RUN(t_open_post);
+	RUN(t_get_params);
+	RUN(t_validation);
+	RUN(t_transfer_faults);
+	RUN(t_export_errors);
+	RUN(t_waits);
+	RUN(t_stop);
+	RUN(t_paging_static);
+	RUN(t_http_redirect);
+	RUN(t_auth);
+	RUN(t_stop_values);
+	RUN(t_names);
+	RUN(t_policies);
+	RUN(t_request_custom);
+	RUN(t_gzip);
+	RUN(t_throttle);
+	RUN(t_outcome_array);
+	RUN(t_log_events);
+	RUN(t_save_manifest);
+	RUN(t_resume);
+	RUN(t_attachments);
 	kill(pid, SIGTERM);
 	waitpid(pid, NULL, 0);
 	return t_done();
