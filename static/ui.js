@@ -93,7 +93,7 @@
       td('Resources', 'num', [i.resources]),
       td('Bytes', 'num', [i.bytes]),
       td('Throughput', 'num', [i.throughput]),
-      td('Started', '', [i.started]),
+      td('Started', 'when', [i.started]),
       td('Duration', 'num', [i.duration]),
     ]);
   }

@@ -76,7 +76,7 @@
 <td data-label="Resources" class="num"><?cs var:i.resources ?></td>
 <td data-label="Bytes" class="num"><?cs var:i.bytes ?></td>
 <td data-label="Throughput" class="num"><?cs var:i.throughput ?></td>
-<td data-label="Started"><?cs var:i.started ?></td>
+<td data-label="Started" class="when"><?cs var:i.started ?></td>
 <td data-label="Duration" class="num"><?cs var:i.duration ?></td>
 </tr>
 <?cs /def ?>
