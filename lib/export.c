@@ -1032,6 +1032,9 @@ int export_run(const struct export_opts *o, const struct export_events *ev, stru
 		res->transaction_time = strdup(json_object_get_string(v));
 	if (xdl_all(&r) < 0)
 		goto out;
+	/* the state first: manifest.json is the last thing written */
+	r.complete = 1;
+	xst_save(&r, 1);
 	if (o->save_manifest && !r.res->files_failed && xst_write_manifest(&r) < 0)
 		goto out;
 	if (o->save_manifest && r.res->files_failed) {
@@ -1049,7 +1052,6 @@ int export_run(const struct export_opts *o, const struct export_events *ev, stru
 	}
 	res->ok = 1;
 	ret = 0;
-	r.complete = 1;
 	xlog_export_complete(&r);
 out:
 	if (r.stopped) {
@@ -1072,7 +1074,8 @@ out:
 		xlog_client_error(&r);
 	if (ret < 0)
 		log_warn("export: %s", res->error_message ? res->error_message : "failed");
-	xst_save(&r, 1);
+	if (!r.complete)
+		xst_save(&r, 1);
 	xst_free_files(&r);
 	for (k = 0; k < XK_N; k++)
 		free(r.pages[k].page);

@@ -17,16 +17,22 @@ struct dest;   /* lib/dest.h */
 
 enum export_kind { EXPORT_DYNAMIC, EXPORT_STATIC };
 
-/* What a file with invalid lines does. */
+/* What a file with invalid lines (or a line count that differs from the
+ * manifest's) does. */
 enum export_invalid_policy {
 	EXPORT_INVALID_DROP_FILE = 0, /* file not stored, outcome errors, other files go on (worker default) */
-	EXPORT_INVALID_FAIL,          /* stop the whole export at the first invalid line */
-	EXPORT_INVALID_SKIP_LINE,     /* store the file without the invalid lines, record each one */
+	EXPORT_INVALID_FAIL,          /* stop the whole export at the first invalid line: export_run
+	                               * fails with "invalid line N in <file URL>: <reason>" */
+	EXPORT_INVALID_SKIP_LINE,     /* store the file without the invalid lines (every stored line
+	                               * byte-identical, blank lines kept), one issue per skipped line;
+	                               * a count mismatch is an error issue, the file is still stored */
 };
 
-/* Return values of should_stop. */
+/* Return values of should_stop (any other non-zero value means cancel).
+ * The value is kept even when it arrives through a transfer it aborted. */
 #define EXPORT_STOP_CANCEL  1     /* stop and DELETE the export at the provider */
-#define EXPORT_STOP_ABANDON 2     /* stop now, no provider call, no commit (drain, lost lease) */
+#define EXPORT_STOP_ABANDON 2     /* stop now, no provider call, no commit (drain, lost lease);
+                                   * part files are dropped, the resume state stays */
 
 /* SMART Backend Services credentials for the data provider. */
 struct export_auth {
@@ -49,7 +55,9 @@ struct export_opts {
 	const char *status_url;   /* non-NULL: skip kick-off and attach to this export (resume / takeover) */
 	json_object *manifest;    /* non-NULL: skip polling; manifest already known (resume / takeover) */
 	struct export_auth auth;
-	const char *const *extra_headers; /* "Name: value" strings, NULL-terminated, may be NULL */
+	const char *const *extra_headers; /* "Name: value" strings, NULL-terminated, may be NULL; sent
+	                           * with every request to the FHIR base's origin (kick-off,
+	                           * status, pages, downloads, attachments), never elsewhere */
 	const char *user_agent;
 	long connect_timeout;     /* seconds */
 	long idle_timeout;        /* seconds without data before a transfer is aborted */
@@ -63,18 +71,29 @@ struct export_opts {
 	void *ctx;                /* passed to every event callback */
 
 	/* ---- bulk-data client features (issue 3); zero values keep the worker's behaviour ---- */
-	const char *name_template;    /* "{n}.{type}.ndjson" when NULL; also {page}, {basename}, {exportId} */
-	const char *export_id;        /* for {exportId} and log events; NULL: engine makes one */
+	const char *name_template;    /* "{n}.{type}.ndjson" when NULL; also {page}, {basename}, {exportId}.
+	                               * Values never add a '/', only the template does (2 at most);
+	                               * see lib/naming.h.  Clashing names get "-<n>". */
+	const char *export_id;        /* for {exportId}; NULL: the resume state's, else a random one */
 	enum export_invalid_policy invalid_policy;
-	const char *const *token_origins; /* more origins (scheme://host:port) allowed to get the bearer token */
+	const char *const *token_origins; /* more origins (scheme://host[:port]) allowed to get the bearer
+	                               * token (downloads, attachments, redirects); no extra headers */
 	const char *ca_file;          /* CA bundle for TLS, NULL: system default */
 	int insecure;                 /* 1: do not verify TLS certificates */
 	const char *proxy;            /* libcurl proxy URL or NULL */
 	int lenient;                  /* send "Prefer: handling=lenient" with the kick-off */
-	int save_manifest;            /* write manifest.json to the destination after every file is stored */
-	int resume;                   /* keep/continue state in the destination (state file, Range) */
+	int save_manifest;            /* when no file failed, write "manifest.json" last: the merged
+	                               * manifest without `link`, each entry with destination, size,
+	                               * sha256, lines; else an export-level warning issue */
+	int resume;                   /* destinations that can resume: keep "bulk-data-state.json"
+	                               * and continue from it (status URL, manifest, done files, part
+	                               * files with Range).  Files done earlier arrive with skip = 1,
+	                               * bytes/lines/sha256 set, and are reported through
+	                               * on_file_done(ok = 1) right after on_manifest. */
 	struct export_attach_opts {
-		int enabled;              /* process DocumentReference / DiagnosticReport.presentedForm attachments */
+		int enabled;              /* process DocumentReference / DiagnosticReport.presentedForm attachments
+		                           * (lib/attach.h): the only case where stored lines differ from
+		                           * the received ones */
 		const char *const *inline_types; /* MIME types put inline (NULL-terminated) */
 		long inline_max;          /* bytes; larger ones are saved under attachments/ */
 		int pdf_to_text;          /* inline PDFs become text/plain via pdftotext */
@@ -85,14 +104,16 @@ struct export_opts {
 
 /* One manifest file as the engine sees it. */
 struct export_file {
-	int seq;                  /* 1-based position across output, deleted, error */
-	const char *kind;         /* "output", "deleted", "error" */
+	int seq;                  /* 1-based position across output, deleted, error, outcome (all pages,
+	                           * entries with a URL seen on an earlier page left out) */
+	const char *kind;         /* "output", "deleted", "error" (also for `outcome` entries) */
 	const char *type;         /* manifest type */
 	const char *url;
 	long long manifest_count; /* -1 when absent */
 	/* filled as the download goes: */
-	long long lines;          /* non-empty lines seen */
-	long long bytes;          /* bytes stored (exactly as received) */
+	long long lines;          /* non-empty lines seen (SKIP_LINE: stored) */
+	long long bytes;          /* bytes stored (decoded; exactly as received unless SKIP_LINE or
+	                           * attachments changed lines) */
 	char sha256[65];          /* hex, when done */
 	const char *dest_name;    /* name inside the destination (borrowed) */
 	int skip;                 /* set by on_manifest: already done, do not download */
@@ -123,10 +144,21 @@ struct export_events {
 	/* Polled often; EXPORT_STOP_CANCEL (1) or EXPORT_STOP_ABANDON (2) to stop. */
 	int (*should_stop)(void *ctx);
 	/* Structured log events named as in the SMART bulk-data client's export
-	 * log: kickoff, status_progress, status_complete, status_error,
-	 * status_page_complete, manifest_complete, download_request,
-	 * download_complete, download_error, export_complete, client_error.
-	 * `details` is borrowed; never contains tokens or keys. */
+	 * log; `details` is borrowed, never holds tokens or keys:
+	 *   kickoff              {exportUrl, method, requestParameters, status, errorCode, errorBody,
+	 *                         error?, responseHeaders: {content-location}}
+	 *   status_progress      {body, xProgress, retryAfter}
+	 *   status_complete      {transactionTime}
+	 *   status_error         {body, code, message}
+	 *   status_page_complete {transactionTime, outputFileCount, deletedFileCount, errorFileCount}
+	 *   manifest_complete    {transactionTime, totalOutputFileCount, totalDeletedFileCount,
+	 *                         totalErrorFileCount, totalManifests}
+	 *   download_request     {fileUrl, itemType, resourceType, attempt, concurrency, rangeFrom?}
+	 *   download_complete    {fileUrl, itemType, resourceCount, fileSize, destination, skippedLines?}
+	 *   download_error       {fileUrl, itemType, code, message, issueCode}
+	 *   export_complete      {files, resources, bytes, attachments, duration (ms), failed,
+	 *                         throttled (429 answers), minConcurrency}
+	 *   client_error         {error, code}   (the export failed as a whole) */
 	void (*on_log)(void *ctx, const char *event, json_object *details);
 };
 

@@ -358,14 +358,18 @@ static int reset_content(struct dl *d)
 	return 0;
 }
 
-/* "bytes A-B/C" starting at `from`. */
+/* "bytes A-B/C" (C may be "*") from `from` to the end. */
 static int range_matches(const char *cr, long long from)
 {
-	long long a, b;
+	long long a, b, total;
+	const char *slash;
 
-	if (!cr || sscanf(cr, "bytes %lld-%lld/", &a, &b) != 2)
+	if (!cr || sscanf(cr, "bytes %lld-%lld/", &a, &b) != 2 || a != from || b < a)
 		return 0;
-	return a == from && b >= a;
+	slash = strchr(cr, '/');
+	if (!slash || slash[1] == '*')
+		return 1;
+	return sscanf(slash + 1, "%lld", &total) == 1 && b == total - 1;
 }
 
 /* The first body byte of a 200/206 (or its end when it has none). */
@@ -377,7 +381,7 @@ static int begin(struct dl *d)
 	d->begun = 1;
 	if (d->status == 206) {
 		if (!d->range_from || encoded || !range_matches(d->resp.content_range, d->range_from)) {
-			d->no_range = 1;   /* not the part we asked for: start over, no ranges */
+			/* not the part we asked for: start over, no ranges */
 			d->abort_why = DL_ABORT_BADRANGE;
 			return -1;
 		}
@@ -567,7 +571,6 @@ static void dl_finish(struct dl *d, int ok)
 	}
 	if (r->ev && r->ev->on_file_done)
 		r->ev->on_file_done(r->o->ctx, d->f, ok);
-	r->state_dirty = 1;
 }
 
 static void dl_fail(struct dl *d, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -658,13 +661,14 @@ static int dl_start(struct dl *d, CURLM *m, int idx)
 	struct run *r = d->r;
 	const char *token = NULL, *hdrs[4] = { accept, NULL, NULL, NULL };
 	char range[64], *ifrange = NULL;
-	int failed = 0, trusted;
+	int failed = 0, trusted, own;
 
 	if (!url_is_http(d->url)) {
 		dl_fail(d, "exception", "the file URL \"%s\" is not an http(s) URL", d->url);
 		return -1;
 	}
 	trusted = http_origin_trusted(d->url, r->auth_origin, (const char *const *)r->trusted);
+	own = http_origin_trusted(d->url, r->auth_origin, NULL);
 	if (d->want_token && trusted) {
 		token = xp_token(r, &failed);
 		if (failed == 2) {
@@ -746,8 +750,8 @@ static int dl_start(struct dl *d, CURLM *m, int idx)
 		return -1;
 	}
 	curl_slist_free_all(d->hdrs);
-	/* extra headers belong to the provider: never to storage elsewhere */
-	d->hdrs = http_hop_headers(d->url, hdrs, r->o->extra_headers, trusted, token, r->auth_origin,
+	/* extra headers belong to the FHIR server: never to storage elsewhere */
+	d->hdrs = http_hop_headers(d->url, hdrs, r->o->extra_headers, own, token, r->auth_origin,
 				   (const char *const *)r->trusted, &d->sent_bearer);
 	free(ifrange);
 	if (r->smart)
@@ -823,10 +827,14 @@ static void dl_retry(struct dl *d, const char *why, const char *retry_after)
 	d->not_before = xp_now_ms() + ms;
 }
 
-/* Try again at once without ranges (the server's partial answer was not
- * the part asked for). */
+/* Try again without ranges (the server's partial answer was not the part
+ * asked for): at once the first time, as a counted retry after that. */
 static void dl_restart_now(struct dl *d)
 {
+	if (d->no_range) {
+		dl_retry(d, "unexpected partial answer", NULL);
+		return;
+	}
 	d->no_range = 1;
 	free(d->url);
 	d->url = strdup(d->first_url);

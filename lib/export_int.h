@@ -105,7 +105,7 @@ struct run {
 	char *export_id;
 	long long t0_ms;
 	int fatal;                    /* invalid_policy FAIL hit: stop everything */
-	int complete;                 /* every file tried, the export is over */
+	int complete;                 /* every file tried (the state says so) */
 
 	/* manifest page (1-based) of every entry, per array, parallel to the
 	 * merged manifest's arrays */
@@ -124,7 +124,6 @@ struct run {
 	int resume;                   /* state file in use */
 	json_object *state;           /* what an earlier run left (NULL: none) */
 	long long state_saved_ms;
-	int state_dirty;
 
 	/* totals for export_complete */
 	long long done_files, done_lines, done_bytes;

@@ -76,8 +76,18 @@ int xst_load(struct run *r)
 	int ret = -1, k;
 	size_t i;
 
-	if (!o->resume || !dest_can_resume(o->dest))
+	if (!o->resume)
 		return 0;
+	if (!dest_can_resume(o->dest)) {
+		struct export_issue iss = { "warning", "not-supported", NULL, 0,
+					    "this destination cannot resume: the export starts from scratch "
+					    "and keeps no state" };
+
+		log_warn("export: %s", iss.message);
+		if (r->ev && r->ev->on_issue)
+			r->ev->on_issue(r->o->ctx, &iss);
+		return 0;
+	}
 	if (dest_get(o->dest, XSTATE_NAME, &b, &err) < 0) {
 		if (err) {
 			xp_fail(r, 500, "exception", "cannot read the resume state %s: %s", XSTATE_NAME, err);
@@ -166,7 +176,6 @@ void xst_save(struct run *r, int force)
 	if (!force && now - r->state_saved_ms < SAVE_EVERY_MS)
 		return;
 	r->state_saved_ms = now;
-	r->state_dirty = 0;
 	doc = json_object_new_object();
 	json_object_object_add(doc, "version", json_object_new_int(STATE_VERSION));
 	json_object_object_add(doc, "exportId", xlog_str(r->export_id));

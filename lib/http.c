@@ -290,11 +290,10 @@ int http_request(const struct http_conf *c, const struct http_req *rq, struct ht
 		curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
 		curl_easy_setopt(e, CURLOPT_URL, url);
 		curl_slist_free_all(hdrs);
-		/* extra headers belong to the server: its trusted origins, or
-		 * (no auth origin given) the origin the request started at */
-		extra_ok = rq->auth_origin || rq->trusted_origins
-			   ? http_origin_trusted(url, rq->auth_origin, rq->trusted_origins)
-			   : o && first_origin && !strcmp(o, first_origin);
+		/* extra headers belong to the server: its origin, or (no auth
+		 * origin given) the origin the request started at */
+		extra_ok = o && (rq->auth_origin ? !strcmp(o, rq->auth_origin)
+				 : first_origin && !strcmp(o, first_origin));
 		hdrs = http_hop_headers(url, rq->headers, rq->extra_headers, extra_ok,
 					rq->bearer, rq->auth_origin, rq->trusted_origins, &sent);
 		free(o);

@@ -2,10 +2,11 @@
  *
  * Redirects are followed here, not by libcurl, so that the bearer token
  * goes only to the origins it was issued for: every hop rebuilds its headers
- * and attaches "Authorization" (and the caller's extra headers) only when
- * the hop's origin is trusted: auth_origin or one of trusted_origins.  No
- * total timeout: a transfer is aborted only when it moves less than 1 byte/s
- * for idle_timeout seconds, or when should_stop says so.
+ * and attaches "Authorization" only when the hop's origin is auth_origin or
+ * one of trusted_origins, and the caller's extra headers only when it is
+ * auth_origin (the server they were configured for).  No total timeout: a
+ * transfer is aborted only when it moves less than 1 byte/s for
+ * idle_timeout seconds, or when should_stop says so.
  *
  * Ownership: strings in struct http_resp are malloc'd and released by
  * http_resp_free(); request fields are borrowed.  Never log tokens. */
@@ -36,8 +37,8 @@ struct http_req {
 	const char *method;              /* NULL: GET, or POST when body is set */
 	const char *url;
 	const char *const *headers;      /* "Name: value", NULL-terminated; every hop */
-	const char *const *extra_headers; /* only to trusted origins (see below); with no
-	                                  * auth_origin, only while on the first URL's origin */
+	const char *const *extra_headers; /* only to auth_origin; with no auth_origin, only
+	                                  * while on the first URL's origin */
 	const char *body;                /* request body or NULL */
 	size_t body_len;
 	const char *bearer;              /* access token or NULL */
