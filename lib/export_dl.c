@@ -1013,6 +1013,20 @@ static void dl_ended(struct dl *d, CURLcode cc)
 
 /* ---- all files --------------------------------------------------------- */
 
+/* A file left unfinished by an abandoned run with resume on: its part file
+ * should stay for the next run's dest_file_reopen.  lib/dest.h has no call
+ * that closes a file and keeps its part yet (only dest_file_abort, which
+ * deletes it), so the next run starts such a file over; a crash keeps it. */
+static void leave_unfinished(struct dl *d)
+{
+	if (d->df) {
+		dest_file_abort(d->df);
+		d->df = NULL;
+	}
+	if (d->xst == XF_PARTIAL)
+		d->xst = XF_PENDING;
+}
+
 static int setup(struct run *r, int i, int want_token)
 {
 	struct dl *d = &r->dls[i];
@@ -1136,8 +1150,8 @@ out:
 
 		if (d->e && d->st == DL_ACTIVE && m)
 			curl_multi_remove_handle(m, d->e);
-		if (d->st != DL_DONE && d->xst == XF_PARTIAL && d->df)
-			d->xst = XF_PENDING;   /* the part file goes with dl_release */
+		if (d->st != DL_DONE)
+			leave_unfinished(d);
 		dl_release(d);
 	}
 	if (m)

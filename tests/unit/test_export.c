@@ -1763,6 +1763,44 @@ static void t_attachments(void)
 	seen_reset(&s);
 }
 
+/* A body cut short is continued with a Range when the stored bytes are the
+ * server's identity bytes, else fetched again from the start. */
+static void t_cut_range(void)
+{
+	static const char *const cfgs[] = {
+		"{\"auth\":false,\"types\":[\"Observation\"],\"range\":true,"
+		"\"cutFile\":{\"type\":\"Observation\",\"afterBytes\":100000,\"times\":1}}",
+		"{\"auth\":false,\"types\":[\"Observation\"],\"range\":true,\"gzip\":\"header\","
+		"\"cutFile\":{\"type\":\"Observation\",\"afterBytes\":100000,\"times\":1}}",
+		"{\"auth\":false,\"types\":[\"Observation\"],\"range\":true,\"gzip\":\"noheader\","
+		"\"cutFile\":{\"type\":\"Observation\",\"afterBytes\":100000,\"times\":1}}",
+	};
+	static const char *const names[] = {
+		"cut body continued with Range",
+		"cut gzip (Content-Encoding) body continued with an identity Range",
+		"cut gzip body without header fetched again from the start",
+	};
+	struct export_result res;
+	struct seen s = { 0 };
+	char dir[64];
+	int i, rc, ranged, total, identity;
+
+	for (i = 0; i < 3; i++) {
+		struct run_args a = { .cfg = cfgs[i] };
+
+		clear_log();
+		seen_reset(&s);
+		rc = run_export(&a, &s, &res, dir);
+		ranged = log_count_header("GET", "/files/", NULL, "range", "bytes=", &total);
+		identity = log_count_header("GET", "/files/", NULL, "accept-encoding", "identity", NULL);
+		diag("%s: %d of %d with Range, %d identity\n", names[i], ranged, total, identity);
+		T_CHECK(rc == 0 && res.files_failed == 0 && files_match(&s, dir) == 1 && total == 2 &&
+			(i < 2 ? ranged == 1 : ranged == 0) && (i == 1 ? identity == 1 : 1), names[i]);
+		export_result_free(&res);
+		rm_dir(dir);
+	}
+}
+
 /* TEST_ONLY=name,name runs only those scenarios. */
 static int wanted(const char *name)
 {
@@ -1814,6 +1852,7 @@ int main(void)
 	RUN(t_save_manifest);
 	RUN(t_resume);
 	RUN(t_attachments);
+	RUN(t_cut_range);
 	kill(pid, SIGTERM);
 	waitpid(pid, NULL, 0);
 	return t_done();
