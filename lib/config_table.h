@@ -21,7 +21,8 @@ X(INT,  status_retry_after, "2",                                               \
 X(BOOL, status_allow_tokenless, "false",                                       \
   "Allow status, cancel and outcome requests without a token (the status URL is unguessable).") \
 X(INT,  jwks_cache_seconds, "300", "How long a client's fetched jwks_uri is cached.") \
-X(STR,  storage_dir, "var/data", "Filesystem destination for imported files (one folder per import).") \
+X(STR,  storage_dir, "var/data",                                              \
+  "Where imported files go, one sub-folder or key prefix per import: a folder, s3://bucket/prefix (see the s3_* keys and the AWS_* environment variables), http(s)://... (one PUT or POST per file) or none (validate and discard).") \
 X(BOOL, cancel_delete_files, "true", "Remove stored files when an import is cancelled.") \
 X(INT,  worker_threads, "2", "Imports one worker process runs at the same time.") \
 X(INT,  worker_lease_seconds, "30",                                            \
@@ -45,4 +46,21 @@ X(INT,  worker_max_issues_per_file, "1000",                                    \
 X(INT,  max_request_body, "1048576",                                          \
   "Largest request body the FastCGI front end accepts, in bytes; larger bodies get 413.") \
 X(STR,  token_default_scope, "system/*.write",                                 \
-  "Scope granted by /auth/token when a client's token request names none.")
+  "Scope granted by /auth/token when a client's token request names none.") \
+X(STR,  s3_region, "", "S3 region for an s3:// storage_dir (empty: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1).") \
+X(STR,  s3_endpoint, "", "S3 endpoint URL for S3-compatible stores (path-style requests); empty: AWS.") \
+X(STR,  http_destination_method, "PUT", "PUT or POST, for an http(s):// storage_dir.") \
+X(STR,  name_template, "{n}.{type}.ndjson",                                   \
+  "Stored file names; {n} sequence, {type}, {page} manifest page, {basename} of the file URL, {exportId}. Nothing from the provider can leave the import folder.") \
+X(STR,  invalid_policy, "drop-file",                                           \
+  "A file with invalid lines: drop-file (not stored, errors in the outcome, other files go on), skip (store it without the invalid lines, each one in the outcome) or fail (fail the import).") \
+X(BOOL, save_manifest, "true",                                                 \
+  "When every file of an import is stored, write manifest.json last with each file's destination, size, SHA-256 and line count.") \
+X(BOOL, resume_downloads, "true",                                              \
+  "A worker taking over an import continues partly downloaded files with HTTP Range where the provider supports it (folder storage only).") \
+X(STR,  inline_attachment_types, "",                                           \
+  "Comma-separated MIME types of DocumentReference/DiagnosticReport attachments to fetch and put inline (empty: attachments left as they are).") \
+X(INT,  inline_attachment_max, "1048576", "Largest attachment put inline, in bytes; larger ones are saved under attachments/.") \
+X(BOOL, pdf_to_text, "false", "Convert inline PDF attachments to text/plain with pdftotext (sandboxed child process).") \
+X(STR,  token_origins, "",                                                     \
+  "Comma-separated extra origins (scheme://host:port) allowed to receive the provider's bearer token, e.g. a file server of the provider.")

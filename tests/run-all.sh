@@ -39,6 +39,8 @@ worker_lease_seconds = 6
 max_running_imports = 3
 export_deadline = 120
 http_retries = 2
+inline_attachment_types = image/jpeg, application/pdf
+inline_attachment_max = 100000
 CONF
 export BULK_IMPORT_TEST=1
 trap 'sh scripts/services.sh stop "$VAR" >/dev/null 2>&1; rm -f "$log"' EXIT INT TERM

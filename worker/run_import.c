@@ -14,6 +14,7 @@
 #include "db.h"
 #include "dest.h"
 #include "log.h"
+#include "strlist.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -734,6 +735,7 @@ static void mkdir_p(const char *path)
 static struct dest *open_dest(struct run *r, char **err)
 {
 	const char *dir = r->cfg->storage_dir;
+	struct dest_conf dconf = { 0 };
 	struct buf spec = BUF_INIT;
 	struct dest *d;
 
@@ -742,7 +744,14 @@ static struct dest *open_dest(struct run *r, char **err)
 	if (!strstr(dir, "://"))
 		mkdir_p(dir);
 	buf_printf(&spec, "%s/%s", dir, r->id);
-	d = dest_open(buf_str(&spec), err);
+	dconf.s3_region = *r->cfg->s3_region ? r->cfg->s3_region : NULL;
+	dconf.s3_endpoint = *r->cfg->s3_endpoint ? r->cfg->s3_endpoint : NULL;
+	dconf.http_method = r->cfg->http_destination_method;
+	dconf.retries = (int)r->cfg->http_retries;
+	dconf.connect_timeout = r->cfg->http_connect_timeout;
+	dconf.idle_timeout = r->cfg->http_idle_timeout;
+	dconf.user_agent = r->cfg->user_agent;
+	d = dest_open_conf(buf_str(&spec), &dconf, err);
 	buf_free(&spec);
 	return d;
 }
@@ -764,7 +773,7 @@ static void run(struct wslot *s, const char *id, int cleanup)
 	PGresult *row = NULL;
 	json_object *params = NULL, *manifest = NULL;
 	const char *v, *status_url, *state;
-	char *err = NULL;
+	char *err = NULL, **token_origins = NULL, **inline_types = NULL;
 	int rc, dynamic, cancel_requested;
 	long attempts;
 
@@ -885,6 +894,22 @@ static void run(struct wslot *s, const char *id, int cleanup)
 	o.deadline = atol(db_get(row, 0, "created_epoch")) + r.cfg->export_deadline;
 	o.dest = r.dest;
 	o.ctx = &r;
+	o.export_id = id;
+	o.name_template = r.cfg->name_template;
+	v = r.cfg->invalid_policy;
+	o.invalid_policy = !strcmp(v, "skip") ? EXPORT_INVALID_SKIP_LINE
+		: !strcmp(v, "fail") ? EXPORT_INVALID_FAIL : EXPORT_INVALID_DROP_FILE;
+	o.save_manifest = r.cfg->save_manifest;
+	o.resume = r.cfg->resume_downloads;
+	token_origins = strlist_split(r.cfg->token_origins, ',');
+	o.token_origins = (const char *const *)token_origins;
+	inline_types = strlist_split(r.cfg->inline_attachment_types, ',');
+	if (inline_types) {
+		o.attach.enabled = 1;
+		o.attach.inline_types = (const char *const *)inline_types;
+		o.attach.inline_max = r.cfg->inline_attachment_max;
+		o.attach.pdf_to_text = r.cfg->pdf_to_text;
+	}
 
 	if (!r.cancel) {
 		int rows;
@@ -930,6 +955,8 @@ out:
 		free(r.files[i].last_error);
 	}
 	free(r.files);
+	strlist_free(token_origins);
+	strlist_free(inline_types);
 	if (params)
 		json_object_put(params);
 	if (manifest)

@@ -2,8 +2,11 @@
 // kick-off parameters passed through, and provider faults.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import {
-  BASE, startProvider, newClient, importParams, ping, pollStatus, fetchOutcome, importIdFrom, storedFiles,
+  BASE, VAR, FIXTURES, startProvider, newClient, importParams, ping, pollStatus, fetchOutcome, importIdFrom, storedFiles,
   readStored, fixture, fixtureTypes, sql,
 } from './harness.mjs';
 
@@ -25,7 +28,7 @@ async function runImport(cfg, extraParams = [], opts = {}) {
 
 function storedByType(id) {
   const out = {};
-  for (const f of storedFiles(id)) {
+  for (const f of storedFiles(id).filter((n) => n.endsWith('.ndjson'))) {
     const m = /^\d+\.([A-Za-z]+)\.ndjson$/.exec(f);
     assert.ok(m, `unexpected stored name ${f}`);
     out[m[1]] = readStored(id, f);
@@ -52,6 +55,39 @@ test('dynamic import stores every file byte for byte', async () => {
   assert.ok(lines.some((l) => l.issue[0].diagnostics.includes(`${patients}`) && l.issue[0].diagnostics.includes('Patient')));
   // nothing half-written is left behind
   assert.deepEqual(storedFiles(id).filter((f) => f.endsWith('.part')), []);
+  // manifest.json is written last and describes every stored file
+  const manifest = JSON.parse(readStored(id, 'manifest.json'));
+  assert.equal(manifest.output.length, types.length);
+  for (const e of manifest.output) {
+    const bytes = readStored(id, e.destination);
+    assert.equal(e.size, bytes.length);
+    assert.equal(e.sha256, crypto.createHash('sha256').update(bytes).digest('hex'));
+    assert.equal(e.lines, bytes.toString().split('\n').filter(Boolean).length);
+  }
+});
+
+test('a partial import writes no manifest.json', async () => {
+  const { res, id } = await runImport({ types: ['Patient', 'Device'], malformedLine: { type: 'Device', line: 1 } });
+  assert.equal(res.status, 200);
+  assert.ok(!storedFiles(id).includes('manifest.json'));
+});
+
+test('attachments are put inline or saved beside the file, per configuration', async () => {
+  // the test consumer inlines image/jpeg and application/pdf up to 100 kB (tests/run-all.sh)
+  const { res, body, id } = await runImport({ types: ['Patient'], attachments: true });
+  assert.equal(res.status, 200, JSON.stringify(body));
+  const docName = storedFiles(id).find((f) => f.endsWith('.DocumentReference.ndjson'));
+  assert.ok(docName, 'DocumentReference file stored');
+  const docs = readStored(id, docName).toString().trim().split('\n').map((l) => JSON.parse(l));
+  const atts = docs.flatMap((d) => d.content.map((c) => c.attachment));
+  const jpg = fs.readFileSync(path.join(FIXTURES, 'attachments', 'portrait-1.jpg'));
+  const pdf = fs.readFileSync(path.join(FIXTURES, 'attachments', 'document.pdf'));
+  const inlined = atts.filter((a) => a.data);
+  assert.ok(inlined.some((a) => Buffer.from(a.data, 'base64').equals(jpg) && a.size === jpg.length && !a.url),
+    'small image inline');
+  const saved = atts.filter((a) => a.url && a.url.startsWith('attachments/') && a.contentType === 'application/pdf');
+  assert.ok(saved.length >= 1, JSON.stringify(atts.map((a) => a.url)));
+  assert.ok(fs.readFileSync(path.join(VAR, 'data', id, saved[0].url)).equals(pdf), 'large PDF saved byte for byte');
 });
 
 test('static import reads the manifest and stores the files', async () => {
