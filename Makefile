@@ -112,6 +112,8 @@ install: all
 	install -m 755 $(WORKER_BIN) $(CLI_BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 $(FCGI_BIN) $(DESTDIR)$(PREFIX)/lib/bulk-import/cgi-bin/
 	cp -R templates static sql apache $(DESTDIR)$(PREFIX)/share/bulk-import/
+	install -d $(DESTDIR)$(PREFIX)/share/bulk-import/scripts
+	install -m 755 scripts/migrate.sh $(DESTDIR)$(PREFIX)/share/bulk-import/scripts/
 
 clean:
 	rm -rf $(BUILD)
