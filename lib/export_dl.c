@@ -720,15 +720,14 @@ static int dl_start(struct dl *d, CURLM *m, int idx)
 			return -1;
 		}
 	}
+	/* what an earlier attempt left: continued with a Range, or dropped
+	 * (including a first byte kept back for the gzip check) */
 	d->range_from = 0;
-	if (d->wire > 0 || d->f->bytes > 0) {
-		if (d->exact && !d->line_mode && d->sniffed != 2 && !d->no_range && !d->ranges_none) {
-			d->range_from = d->wire;
-		} else if (reset_content(d) < 0) {
-			dl_fail(d, "exception", "cannot store %s: %s", d->f->dest_name,
-				d->store_err ? d->store_err : "error");
-			return -1;
-		}
+	if (d->wire > 0 && d->exact && !d->line_mode && d->sniffed != 2 && !d->no_range && !d->ranges_none) {
+		d->range_from = d->wire;
+	} else if ((d->wire > 0 || d->f->bytes > 0 || d->nmagic || d->sniffed) && reset_content(d) < 0) {
+		dl_fail(d, "exception", "cannot store %s: %s", d->f->dest_name, d->store_err ? d->store_err : "error");
+		return -1;
 	}
 	if (d->range_from) {
 		snprintf(range, sizeof range, "Range: bytes=%lld-", d->range_from);
