@@ -1801,6 +1801,78 @@ static void t_cut_range(void)
 	}
 }
 
+/* TLS settings of struct http_conf against `openssl s_server -www` with a
+ * self-signed certificate for 127.0.0.1 (skipped without openssl). */
+static void t_tls(void)
+{
+	char dir[64] = "/tmp/test_export_tls.XXXXXX", cmd[512], cert[128], key[128], line[256], url[64];
+	struct http_conf c = { .connect_timeout = 5, .idle_timeout = 5 };
+	struct http_req rq = { 0 };
+	struct http_resp rs = { 0 };
+	FILE *out = NULL;
+	pid_t pid = -1;
+	int p[2], tport = 0, rc;
+
+	if (!mkdtemp(dir))
+		return;
+	snprintf(cert, sizeof cert, "%s/c.pem", dir);
+	snprintf(key, sizeof key, "%s/k.pem", dir);
+	snprintf(cmd, sizeof cmd, "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 1 "
+		 "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1", key, cert);
+	if (system(cmd) != 0 || pipe(p) < 0) {
+		printf("ok - skipped TLS checks (no openssl)\n");
+		goto out;
+	}
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		dup2(p[1], 1);
+		close(p[0]);
+		close(p[1]);
+		{
+			int nul = open("/dev/null", O_WRONLY);
+
+			if (nul >= 0)
+				dup2(nul, 2);   /* its TLS alerts are expected here */
+		}
+		execlp("openssl", "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", cert, "-key", key,
+		       "-www", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	out = fdopen(p[0], "r");
+	while (out && fgets(line, sizeof line, out))
+		if (sscanf(line, "ACCEPT 127.0.0.1:%d", &tport) == 1)
+			break;
+	if (!tport) {
+		printf("ok - skipped TLS checks (s_server did not start)\n");
+		goto out;
+	}
+	snprintf(url, sizeof url, "https://127.0.0.1:%d/", tport);
+	rq.url = url;
+	rc = http_request(&c, &rq, &rs);
+	T_CHECK(rc < 0 && rs.curl_code == CURLE_PEER_FAILED_VERIFICATION, "TLS: an unknown certificate is refused");
+	c.ca_file = cert;
+	rc = http_request(&c, &rq, &rs);
+	T_CHECK(rc == 0 && rs.status == 200, "TLS: ca_file makes the certificate trusted");
+	c.ca_file = NULL;
+	c.insecure = 1;
+	rc = http_request(&c, &rq, &rs);
+	T_CHECK(rc == 0 && rs.status == 200, "TLS: insecure skips verification");
+	http_resp_free(&rs);
+out:
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+	}
+	if (out)
+		fclose(out);
+	unlink(cert);
+	unlink(key);
+	rmdir(dir);
+}
+
 /* TEST_ONLY=name,name runs only those scenarios. */
 static int wanted(const char *name)
 {
@@ -1853,6 +1925,7 @@ int main(void)
 	RUN(t_resume);
 	RUN(t_attachments);
 	RUN(t_cut_range);
+	RUN(t_tls);
 	kill(pid, SIGTERM);
 	waitpid(pid, NULL, 0);
 	return t_done();
