@@ -174,6 +174,16 @@ void dest_file_abort(struct dest_file *f)
 		f->d->ops->file_abort(f);
 }
 
+void dest_file_suspend(struct dest_file *f)
+{
+	if (!f)
+		return;
+	if (f->d->ops->file_suspend)
+		f->d->ops->file_suspend(f);
+	else
+		f->d->ops->file_abort(f);
+}
+
 int dest_remove_all(struct dest *d, char **err)
 {
 	return d->ops->remove_all(d, err);

@@ -94,6 +94,10 @@ int dest_file_read_partial(struct dest *d, const char *name,
  * len may not exceed what the file has.  -1 + *err elsewhere than folders
  * unless len is the current size. */
 int dest_file_truncate(struct dest_file *f, long long len, char **err);
+/* Stop writing but keep what was written for a later dest_file_reopen
+ * (folders: the part file stays, synced); elsewhere the same as abort.
+ * Frees f. */
+void dest_file_suspend(struct dest_file *f);
 
 /* A file name that cannot escape the destination: keeps [A-Za-z0-9._-],
  * replaces the rest with '_', no leading '.', bounded length.  malloc'd. */

@@ -306,7 +306,17 @@ static void fs_file_abort(struct dest_file *ff)
 	fs_file_free(f);
 }
 
-/* Feeds the part file of `name` to fn in CHUNK pieces (constant memory). */
+/* Keeps the part file, on disk, for the next run's fs_file_reopen. */
+static void fs_file_suspend(struct dest_file *ff)
+{
+	struct fs_file *f = FSF(ff);
+
+	if (f->fd >= 0)
+		fsync(f->fd);
+	fs_file_free(f);
+}
+
+/* Feeds the part file of `name` in CHUNK pieces (constant memory). */
 static int fs_read_partial(struct dest *dd, const char *name,
 			   int (*fn)(void *ctx, const void *data, size_t len), void *ctx, char **err)
 {
@@ -484,6 +494,7 @@ const struct dest_ops dest_fs_ops = {
 	.file_write = fs_file_write,
 	.file_commit = fs_file_commit,
 	.file_abort = fs_file_abort,
+	.file_suspend = fs_file_suspend,
 	.remove_all = fs_remove_all,
 	.get = fs_get,
 	.file_reopen = fs_file_reopen,

@@ -32,6 +32,7 @@ struct dest_ops {
 	int (*file_write)(struct dest_file *f, const void *data, size_t len, char **err);
 	int (*file_commit)(struct dest_file *f, char **err);   /* frees f */
 	void (*file_abort)(struct dest_file *f);               /* frees f */
+	void (*file_suspend)(struct dest_file *f);             /* optional: keep the part; frees f */
 	int (*remove_all)(struct dest *d, char **err);
 	/* optional: NULL means the generic fallback in dest.c */
 	int (*put)(struct dest *d, const char *name, const void *data, size_t len,

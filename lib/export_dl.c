@@ -1012,17 +1012,22 @@ static void dl_ended(struct dl *d, CURLcode cc)
 
 /* ---- all files --------------------------------------------------------- */
 
-/* A file left unfinished by an abandoned run with resume on: its part file
- * should stay for the next run's dest_file_reopen.  lib/dest.h has no call
- * that closes a file and keeps its part yet (only dest_file_abort, which
- * deletes it), so the next run starts such a file over; a crash keeps it. */
+/* A file left unfinished.  When the run was abandoned (not cancelled) with
+ * resume on, its part file stays for the next run's dest_file_reopen and
+ * Range request; otherwise it is dropped. */
 static void leave_unfinished(struct dl *d)
 {
+	int keep = d->r->o->resume && d->r->stopped == EXPORT_STOP_ABANDON &&
+		   d->xst == XF_PARTIAL && dest_can_resume(d->r->o->dest);
+
 	if (d->df) {
-		dest_file_abort(d->df);
+		if (keep)
+			dest_file_suspend(d->df);
+		else
+			dest_file_abort(d->df);
 		d->df = NULL;
 	}
-	if (d->xst == XF_PARTIAL)
+	if (d->xst == XF_PARTIAL && !keep)
 		d->xst = XF_PENDING;
 }
 

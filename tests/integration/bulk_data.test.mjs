@@ -559,12 +559,7 @@ test('--name-template names the files', async () => {
   }
 });
 
-// todo: the engine drops a partial file when it stops (dl_release ->
-// dest_file_abort), so after Ctrl-C the file starts over instead of going on
-// with Range.  Remove the todo once partial files survive a stop.
-test('Ctrl-C with --resume, then the same command continues byte for byte (Range)', {
-  todo: 'engine feature pending: partial files are discarded on Ctrl-C, so no Range on resume',
-}, async () => {
+test('Ctrl-C with --resume, then the same command continues byte for byte (Range)', async () => {
   const s = sim({ auth: false, types: ['Patient', 'Observation'], slowFileMs: 40, range: true });
   const dir = tmpDir();
   const args = ['--fhir-url', s.base, '--destination', dir, '--resume', '--cancel-on-interrupt', 'no'];

@@ -74,7 +74,7 @@ test('a partial import writes no manifest.json', async () => {
 
 test('attachments are put inline or saved beside the file, per configuration', async () => {
   // the test consumer inlines image/jpeg and application/pdf up to 100 kB (tests/run-all.sh)
-  const { res, body, id } = await runImport({ types: ['Patient'], attachments: true });
+  const { res, body, id } = await runImport({ types: ['Patient', 'DocumentReference'], attachments: true });
   assert.equal(res.status, 200, JSON.stringify(body));
   const docName = storedFiles(id).find((f) => f.endsWith('.DocumentReference.ndjson'));
   assert.ok(docName, 'DocumentReference file stored');

@@ -182,6 +182,16 @@ static void test_folder_extras(const char *root)
 	f = dest_file_reopen(d, "attachments/7.bin", &have, &err);
 	T_CHECK(f && have == 0 && dest_file_write(f, "xy", 2, &err) == 0, "reopen in a sub-folder");
 	dest_file_abort(f);
+	/* suspend keeps the part for the next run; abort removes it */
+	f = dest_file_open(d, "8.Obs.ndjson", &err);
+	T_CHECK(f && dest_file_write(f, "abc\n", 4, &err) == 0, "write before suspend");
+	dest_file_suspend(f);
+	f = dest_file_reopen(d, "8.Obs.ndjson", &have, &err);
+	T_CHECK(f && have == 4, "suspended part survives for reopen");
+	dest_file_abort(f);
+	f = dest_file_reopen(d, "8.Obs.ndjson", &have, &err);
+	T_CHECK(f && have == 0, "aborted part is gone");
+	dest_file_abort(f);
 	free(big);
 
 	/* remove_all recurses into sub-folders */
