@@ -657,14 +657,14 @@ static void finish_complete(struct run *r, const struct export_result *res)
 		if (f->state != F_DONE)
 			continue;
 		buf_reset(&msg);
+		/* the outcome line already names the file URL (file_url) */
 		if (!strcmp(f->kind, "output"))
-			buf_printf(&msg, "Imported %lld resources of type %s from %s", f->lines, f->type, f->url);
+			buf_printf(&msg, "Imported %lld resources of type %s as %s", f->lines, f->type,
+				   f->dest_path ? f->dest_path : "(not stored)");
 		else if (!strcmp(f->kind, "deleted"))
-			buf_printf(&msg, "Imported %lld deleted-resource entries of type %s from %s", f->lines,
-				   f->type, f->url);
+			buf_printf(&msg, "Imported %lld deleted-resource entries of type %s", f->lines, f->type);
 		else
-			buf_printf(&msg, "Imported %lld provider error entries of type %s from %s", f->lines,
-				   f->type, f->url);
+			buf_printf(&msg, "Imported %lld provider error entries of type %s", f->lines, f->type);
 		if (ROWS(r->db,
 			 "INSERT INTO outcomes (import_id, severity, code, file_url, diagnostics)"
 			 " VALUES ($1, 'information', 'informational', $2, $3)",
