@@ -73,6 +73,7 @@ static void consumer_keys(HDF *h)
 int ui_home(struct request *rq, struct reply *rp)
 {
 	HDF *h = ui_hdf(rq, "Server", "home");
+	char lease[24];
 	PGresult *r = NULL;
 	int i, rc = -1;
 
@@ -89,16 +90,22 @@ int ui_home(struct request *rq, struct reply *rp)
 	ui_set(h, CFG->cancel_delete_files ? "deleted" : "kept", "Storage.CancelledFiles");
 	ui_set_int(h, CFG->export_deadline, "Storage.Deadline");
 
-	/* Workers: a thread's worker_id is "host:pid:tN"; only threads holding a
-	 * live lease are visible (idle workers write nothing). */
+	snprintf(lease, sizeof lease, "%ld", CFG->worker_lease_seconds);
+	/* Workers refresh their row every worker_lease_seconds (sql/003); a row
+	 * older than two periods belongs to a process that died.  Busy threads
+	 * are those holding a live lease. */
 	r = db_q(rq->db,
-		 "SELECT count(DISTINCT split_part(worker_id, ':', 1) || ':' || split_part(worker_id, ':', 2)) AS procs,"
-		 "       count(*) AS busy"
-		 "  FROM imports WHERE worker_id IS NOT NULL AND lease_until > now()",
-		 0);
+		 "SELECT (SELECT count(*) FROM workers"
+		 "         WHERE seen_at > now() - make_interval(secs => 2 * $1::int + 5)) AS alive,"
+		 "       (SELECT count(*) FROM workers"
+		 "         WHERE draining AND seen_at > now() - make_interval(secs => 2 * $1::int + 5)) AS draining,"
+		 "       (SELECT count(*) FROM imports"
+		 "         WHERE worker_id IS NOT NULL AND lease_until > now()) AS busy",
+		 1, lease);
 	if (!r)
 		goto out;
-	ui_set(h, db_get(r, 0, "procs"), "Workers.Processes");
+	ui_set(h, db_get(r, 0, "alive"), "Workers.Processes");
+	ui_set(h, db_get(r, 0, "draining"), "Workers.Draining");
 	ui_set(h, db_get(r, 0, "busy"), "Workers.Busy");
 	PQclear(r);
 	r = db_q(rq->db,

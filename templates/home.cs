@@ -47,12 +47,12 @@
 <section aria-labelledby="h-workers">
 <h2 id="h-workers">Workers and queue</h2>
 <dl class="facts">
-<dt>Worker processes busy</dt><dd id="workers-alive"><?cs var:Workers.Processes ?></dd>
+<dt>Worker processes alive</dt><dd id="workers-alive"><?cs var:Workers.Processes ?><?cs if:Workers.Draining != "0" ?> (<?cs var:Workers.Draining ?> stopping)<?cs /if ?></dd>
 <dt>Imports being worked on</dt><dd><?cs var:Workers.Busy ?> (up to <?cs var:Workers.ThreadsEach ?> per worker process)</dd>
 <dt>Queue</dt><dd id="queue-length"><?cs var:Stats.queued ?> queued<?cs if:Stats.OldestQueued ?>, the oldest waiting for <?cs var:Stats.OldestQueued ?><?cs /if ?></dd>
 <dt>Finished</dt><dd><?cs var:Stats.complete ?> complete, <?cs var:Stats.failed ?> failed, <?cs var:Stats.cancelled ?> cancelled</dd>
 <dt>Clients</dt><dd><?cs var:Stats.clients ?> registered, <?cs var:Stats.enabled ?> enabled</dd>
 </dl>
-<p class="hint">A worker is seen only while it holds the lease of an import (leases last <?cs var:Workers.Lease ?> s and are renewed while it works), so idle workers are not visible here. If imports stay queued while no worker is busy, check that <code>bulk-import-worker</code> runs.</p>
+<p class="hint">Each worker process reports itself every <?cs var:Workers.Lease ?> s; one silent for two periods is counted as gone. If imports stay queued while no worker is alive, check that <code>bulk-import-worker</code> runs.</p>
 </section>
 <?cs /def ?>

@@ -279,6 +279,34 @@ static int live_threads(void)
 }
 
 /* Drain ended: give back what is still running (no DELETE at the provider). */
+/* Presence for the admin UI: one row per process, refreshed at every timer
+ * tick; rows of processes gone for a day are swept. */
+static void heartbeat(PGconn *lc, const char *host, int nthreads, int draining)
+{
+	char id[300], pid[16], th[16];
+
+	if (!lc)
+		return;
+	snprintf(id, sizeof id, "%s:%d", host, (int)getpid());
+	snprintf(pid, sizeof pid, "%d", (int)getpid());
+	snprintf(th, sizeof th, "%d", nthreads);
+	db_cmd(lc, "INSERT INTO workers (id, host, pid, threads, draining) VALUES ($1, $2, $3::int, $4::int, $5::boolean)"
+		   " ON CONFLICT (id) DO UPDATE SET seen_at = now(), threads = EXCLUDED.threads,"
+		   " draining = EXCLUDED.draining",
+	       5, id, host, pid, th, draining ? "true" : "false");
+	db_cmd(lc, "DELETE FROM workers WHERE seen_at < now() - interval '1 day'", 0);
+}
+
+static void heartbeat_gone(PGconn *lc, const char *host)
+{
+	char id[300];
+
+	if (!lc)
+		return;
+	snprintf(id, sizeof id, "%s:%d", host, (int)getpid());
+	db_cmd(lc, "DELETE FROM workers WHERE id = $1", 1, id);
+}
+
 static void release_running(PGconn **lc)
 {
 	struct held { char id[128], wid[160]; } *h = calloc((size_t)W.nslots + 1, sizeof *h);
@@ -386,7 +414,8 @@ int main(int argc, char **argv)
 			die("PostgreSQL (db_conninfo)", err);
 	}
 	setup_signals();
-	write_pid_file();
+	heartbeat(lc, host, nthreads, 0);
+	write_pid_file();   /* the readiness signal for scripts/services.sh */
 
 	/* threads never see the signals; the main thread handles them */
 	sigemptyset(&block);
@@ -424,6 +453,7 @@ int main(int argc, char **argv)
 				pthread_mutex_unlock(&W.mu);
 				log_info("stopping: no new claims; running imports have %lds to finish",
 					 CFG->worker_drain_seconds);
+				heartbeat(lc, host, nthreads, 1);
 			} else if (!abandoning) {
 				drain_deadline = t;
 				log_info("second signal: giving running imports back now");
@@ -439,12 +469,14 @@ int main(int argc, char **argv)
 		}
 		if (abandoning && t >= abandon_deadline) {
 			release_running(&lc);
+			heartbeat_gone(lc, host);
 			log_info("exiting with imports given back to the queue");
 			remove_pid_file();
 			fflush(NULL);
 			_exit(0);   /* threads may be inside the engine: no atexit clean-up */
 		}
 		if (!draining && t >= next_timer) {
+			heartbeat(lc, host, nthreads, 0);
 			bump_work();   /* lease-expiry recovery */
 			next_timer = t + (double)CFG->worker_lease_seconds;
 		}
@@ -506,6 +538,7 @@ int main(int argc, char **argv)
 		pthread_join(W.slots[i].thread, NULL);
 		PQfinish(W.slots[i].db);
 	}
+	heartbeat_gone(lc, host);
 	if (lc)
 		PQfinish(lc);
 	log_info("stopped");

@@ -73,6 +73,8 @@ test('a killed worker loses its lease and another worker completes the import ex
 
 test('SIGHUP reloads and the worker keeps working; SIGTERM exits cleanly', async () => {
   const pid = startWorker('worker-c');
+  // a ready worker has announced itself for the admin UI
+  assert.equal(sql("SELECT count(*) FROM workers WHERE pid = :'p1' AND NOT draining", pid)[0][0], '1');
   process.kill(pid, 'SIGHUP');
   const c = await newClient(provider, { types: ['Device'] });
   const r = await ping(c, importParams(c.fhirBase + '/$export'));
@@ -81,6 +83,7 @@ test('SIGHUP reloads and the worker keeps working; SIGTERM exits cleanly', async
   assert.ok(pidAlive(pid), 'worker survived SIGHUP');
   process.kill(pid, 'SIGTERM');
   await until('worker exit after SIGTERM', () => !pidAlive(pid), 40000);
+  assert.equal(sql("SELECT count(*) FROM workers WHERE pid = :'p1'", pid)[0][0], '0', 'a clean exit removes the row');
   const log = fs.readFileSync(path.join(VAR, 'log', 'worker-c.log'), 'utf8');
   assert.match(log, /reload/i);
 });
