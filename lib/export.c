@@ -3,6 +3,11 @@
  * downloads (export_dl.c), the resume state and manifest.json
  * (export_state.c) and the on_log events (export_log.c).
  *
+ * Paging is a step function (xp_pages_step) that never sleeps: without
+ * on_files_added every page is fetched before the downloads; with it the
+ * download loop calls it between transfers, so the files of early pages
+ * download while later pages are still answered 202.
+ *
  * Waits never go longer than 200 ms without asking should_stop, and the
  * bearer token only ever goes to the provider FHIR base's origin and the
  * configured token_origins. */
@@ -335,10 +340,11 @@ static int api_call(struct run *r, struct http_req *rq, struct http_resp *resp)
 	}
 }
 
-/* Outcome of one failed attempt in a retry loop.  Returns 0 to retry (after
- * the wait), -1 when the run is over (recorded, or stopped). */
-static int retry_or_fail(struct run *r, int *attempt, const char *url, int rc,
-			 const struct http_resp *resp, const char *what)
+/* Outcome of one failed attempt in a retry loop, without waiting: the ms
+ * to wait before the retry, or -1 when the run is over (recorded, or
+ * stopped). */
+static long retry_wait_or_fail(struct run *r, int *attempt, const char *url, int rc,
+			       const struct http_resp *resp, const char *what)
 {
 	const char *code = NULL;
 	json_object *doc = NULL;
@@ -353,7 +359,7 @@ static int retry_or_fail(struct run *r, int *attempt, const char *url, int rc,
 		log_info("export: %s %s: %s; retry %d/%d in %ld ms", what, url,
 			 rc == -1 ? (resp->error ? resp->error : "transport error") : "busy",
 			 *attempt, r->retries, ms);
-		return pause_or_fail(r, ms);
+		return ms;
 	}
 	if (rc == -1 && !resp->curl_code && resp->error) {
 		xp_fail(r, 502, "transient", "%s", resp->error);   /* token request kept failing */
@@ -369,6 +375,27 @@ static int retry_or_fail(struct run *r, int *attempt, const char *url, int rc,
 	free(text);
 	json_object_put(doc);
 	return -1;
+}
+
+/* The same, waiting: 0 to retry now, -1 when the run is over. */
+static int retry_or_fail(struct run *r, int *attempt, const char *url, int rc,
+			 const struct http_resp *resp, const char *what)
+{
+	long ms = retry_wait_or_fail(r, attempt, url, rc, resp, what);
+
+	return ms < 0 ? -1 : pause_or_fail(r, ms);
+}
+
+/* Wait after a 202 ("not ready yet"): Retry-After, else a growing backoff. */
+static long busy_wait_ms(struct run *r, const struct http_resp *resp, long *backoff)
+{
+	long ra = http_retry_after(resp->retry_after, time(NULL)), ms;
+
+	if (ra >= 0)
+		return xp_clamp_ms(r, ra * 1000);
+	ms = xp_clamp_ms(r, jitter(r, *backoff));
+	*backoff = *backoff + *backoff / 2 < r->max_wait_ms ? *backoff + *backoff / 2 : r->max_wait_ms;
+	return ms;
 }
 
 int xp_busy_status(long s)
@@ -639,7 +666,7 @@ out:
 	return ret;
 }
 
-/* GET a manifest (static, or a `next` page) with retries. */
+/* GET a static manifest's first page with retries. */
 static json_object *fetch_manifest(struct run *r, const char *url, char **final_url)
 {
 	static const char *const hdrs[] = { "Accept: application/json", NULL };
@@ -648,7 +675,7 @@ static json_object *fetch_manifest(struct run *r, const char *url, char **final_
 	json_object *m = NULL, *doc = NULL;
 	const char *code;
 	char *text = NULL;
-	long backoff = r->default_wait_ms, ra, ms;
+	long backoff = r->default_wait_ms;
 	int attempt = 0, rc;
 
 	rq.method = "GET";
@@ -670,14 +697,7 @@ static json_object *fetch_manifest(struct run *r, const char *url, char **final_
 			xlog_status_progress(r, &resp);
 			if (r->ev && r->ev->on_status)
 				r->ev->on_status(r->o->ctx, resp.x_progress);
-			ra = http_retry_after(resp.retry_after, time(NULL));
-			if (ra >= 0) {
-				ms = xp_clamp_ms(r, ra * 1000);
-			} else {
-				ms = xp_clamp_ms(r, jitter(r, backoff));
-				backoff = backoff + backoff / 2 < r->max_wait_ms ? backoff + backoff / 2 : r->max_wait_ms;
-			}
-			if (pause_or_fail(r, ms) < 0)
+			if (pause_or_fail(r, busy_wait_ms(r, &resp, &backoff)) < 0)
 				goto out;
 			continue;
 		}
@@ -787,72 +807,190 @@ static int first_page(struct run *r)
 	return 0;
 }
 
-/* Follows `link` relation "next" and merges output/deleted/error/outcome
- * into the first page, which then has no `link` left. */
-static int follow_pages(struct run *r)
+static void pager_done(struct run *r)
 {
-	char **seen = NULL, *next = NULL, *page_url = NULL;
-	const char *link;
-	json_object *page = NULL, *cur = r->manifest;
-	int n = 0, i, k, ret = -1;
+	struct xpager *pg = &r->pg;
+	int i;
 
-	if (first_page(r) < 0)
-		goto oom;
+	for (i = 0; i < pg->nseen; i++)
+		free(pg->seen[i]);
+	free(pg->seen);
+	free(pg->next);
+	free(pg->base);
+	pg->seen = NULL;
+	pg->next = pg->base = NULL;
+	pg->nseen = 0;
+}
+
+void xp_pages_free(struct run *r)
+{
+	pager_done(r);
+}
+
+/* Notes the page after the one that came from pg->base (`link`, NULL:
+ * none, the manifest is complete).  0 or -1 (recorded). */
+static int pager_next(struct run *r, const char *link)
+{
+	struct xpager *pg = &r->pg;
+	char *next, **grown;
+	int i;
+
+	free(pg->next);
+	pg->next = NULL;
+	if (!link) {
+		pager_done(r);
+		json_object_object_del(r->manifest, "link");
+		xlog_manifest_complete(r);
+		return 0;
+	}
+	next = url_resolve(pg->base ? pg->base : "", link);
+	if (!next || !url_is_http(next)) {
+		free(next);
+		xp_fail(r, 502, "exception", "the manifest's next link \"%s\" is not a usable URL", link);
+		return -1;
+	}
+	for (i = 0; i < pg->nseen; i++)
+		if (!strcmp(pg->seen[i], next))
+			break;
+	if (i < pg->nseen || pg->nseen >= MAX_MANIFEST_PAGES) {
+		free(next);
+		xp_fail(r, 502, "exception", "the manifest's next links loop or exceed %d pages", MAX_MANIFEST_PAGES);
+		return -1;
+	}
+	grown = realloc(pg->seen, sizeof *pg->seen * (size_t)(pg->nseen + 1));
+	if (!grown || !(grown[pg->nseen] = strdup(next))) {
+		pg->seen = grown ? grown : pg->seen;
+		free(next);
+		xp_fail(r, 500, "exception", "out of memory");
+		return -1;
+	}
+	pg->seen = grown;
+	pg->nseen++;
+	pg->next = next;
+	pg->not_before = 0;
+	pg->attempt = 0;
+	pg->backoff = r->default_wait_ms;
+	return 0;
+}
+
+int xp_pages_begin(struct run *r)
+{
+	if (first_page(r) < 0) {
+		xp_fail(r, 500, "exception", "out of memory");
+		return -1;
+	}
 	r->npages = 1;
 	xlog_page_complete(r, r->manifest);
-	while ((link = next_link(cur))) {
-		if (!page_url) {
-			page_url = strdup(r->manifest_url ? r->manifest_url : r->o->url ? r->o->url : "");
-			if (!page_url)
-				goto oom;
-		}
-		next = url_resolve(page_url, link);
-		if (!next || !url_is_http(next)) {
-			xp_fail(r, 502, "exception", "the manifest's next link \"%s\" is not a usable URL", link);
-			goto out;
-		}
-		for (i = 0; i < n; i++)
-			if (!strcmp(seen[i], next))
-				break;
-		if (i < n || n >= MAX_MANIFEST_PAGES) {
-			xp_fail(r, 502, "exception", "the manifest's next links loop or exceed %d pages", MAX_MANIFEST_PAGES);
-			goto out;
-		}
-		{
-			char **grown = realloc(seen, sizeof *seen * (size_t)(n + 1));
+	free(r->pg.base);
+	r->pg.base = strdup(r->manifest_url ? r->manifest_url : r->o->url ? r->o->url : "");
+	if (!r->pg.base) {
+		xp_fail(r, 500, "exception", "out of memory");
+		return -1;
+	}
+	return pager_next(r, next_link(r->manifest));
+}
 
-			if (!grown)
-				goto oom;
-			seen = grown;
-		}
-		seen[n++] = next;
-		json_object_put(page);
-		free(page_url);
-		page_url = NULL;
-		page = fetch_manifest(r, next, &page_url);
-		next = NULL;
-		if (!page)
+/* Follows `link` relation "next" one request at a time and merges
+ * output/deleted/error/outcome into the first page, which has no `link`
+ * left after the last page.  A page that is not ready (202), a busy answer
+ * or a transport error only schedules the next try: the caller's loop goes
+ * on (downloads) meanwhile. */
+int xp_pages_step(struct run *r)
+{
+	static const char *const hdrs[] = { "Accept: application/json", NULL };
+	struct xpager *pg = &r->pg;
+	struct http_req rq = { 0 };
+	struct http_resp resp = { 0 };
+	json_object *page = NULL, *doc = NULL;
+	const char *code;
+	char *text = NULL;
+	long ms;
+	int rc, k, ret = -1;
+
+	if (!pg->next || xp_now_ms() < pg->not_before)
+		return 0;
+	if (xp_stop(r))
+		return -1;
+	if (xp_past_deadline(r)) {
+		xp_fail_deadline(r);
+		return -1;
+	}
+	rq.method = "GET";
+	rq.url = pg->next;
+	rq.headers = hdrs;
+	rq.max_body = MANIFEST_MAX_BODY;
+	rc = api_call(r, &rq, &resp);
+	if (rc == 0 && resp.status == 200) {
+		page = parse_manifest(r, &resp, pg->next);
+		if (!page) {
+			xlog_status_error(r, &resp, r->res->error_message);
 			goto out;
+		}
 		r->npages++;
 		for (k = 0; k < XK_N; k++)
-			if (merge_array(r, r->manifest, page, (enum xkind)k, r->npages) < 0)
-				goto oom;
+			if (merge_array(r, r->manifest, page, (enum xkind)k, r->npages) < 0) {
+				xp_fail(r, 500, "exception", "out of memory");
+				goto out;
+			}
 		xlog_page_complete(r, page);
-		cur = page;
+		free(pg->base);
+		pg->base = strdup(resp.url ? resp.url : pg->next);
+		if (!pg->base) {
+			xp_fail(r, 500, "exception", "out of memory");
+			goto out;
+		}
+		if (pager_next(r, next_link(page)) < 0)
+			goto out;
+		ret = 1;
+		goto out;
 	}
-	json_object_object_del(r->manifest, "link");
-	ret = 0;
-	goto out;
-oom:
-	xp_fail(r, 500, "exception", "out of memory");
+	if (rc == 0 && resp.status == 202) {
+		/* a later page of a partial manifest that is not ready yet */
+		pg->attempt = 0;
+		xlog_status_progress(r, &resp);
+		if (r->ev && r->ev->on_status)
+			r->ev->on_status(r->o->ctx, resp.x_progress);
+		pg->not_before = xp_now_ms() + busy_wait_ms(r, &resp, &pg->backoff);
+		ret = 0;
+		goto out;
+	}
+	if (rc != 0 || xp_busy_status(resp.status)) {
+		ms = retry_wait_or_fail(r, &pg->attempt, pg->next, rc, &resp, "manifest request to");
+		if (ms < 0) {
+			if (!r->stopped)
+				xlog_status_error(r, rc == 0 ? &resp : NULL, r->res->error_message);
+			goto out;
+		}
+		pg->not_before = xp_now_ms() + ms;
+		ret = 0;
+		goto out;
+	}
+	text = xp_status_text(&resp, &code, &doc);
+	xp_fail(r, 502, "exception", "could not get the manifest at %s: %s", pg->next, text ? text : "error");
+	xlog_status_error(r, &resp, r->res->error_message);
 out:
 	json_object_put(page);
-	for (i = 0; i < n; i++)
-		free(seen[i]);
-	free(seen);
-	free(next);
-	free(page_url);
+	json_object_put(doc);
+	free(text);
+	http_resp_free(&resp);
 	return ret;
+}
+
+/* Every remaining page, waiting between requests (no downloads yet). */
+static int follow_pages(struct run *r)
+{
+	long long wait;
+
+	if (xp_pages_begin(r) < 0)
+		return -1;
+	while (r->pg.next) {
+		if (xp_pages_step(r) < 0)
+			return -1;
+		wait = r->pg.next ? r->pg.not_before - xp_now_ms() : 0;
+		if (wait > 0 && pause_or_fail(r, (long)wait) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 /* ---- DELETE on stop ---------------------------------------------------- */
@@ -960,6 +1098,7 @@ int export_run(const struct export_opts *o, const struct export_events *ev, stru
 	r.conf.ca_file = o->ca_file;
 	r.conf.insecure = o->insecure;
 	r.conf.proxy = o->proxy;
+	r.streaming = ev && ev->on_files_added;
 	http_global_init();
 
 	if (!o->url && !o->status_url && !o->manifest) {
@@ -1021,9 +1160,9 @@ int export_run(const struct export_opts *o, const struct export_events *ev, stru
 			if (poll_status(&r) < 0)
 				goto out;
 		}
-		if (follow_pages(&r) < 0)
+		/* streaming: the download loop gets the remaining pages */
+		if ((r.streaming ? xp_pages_begin(&r) : follow_pages(&r)) < 0)
 			goto out;
-		xlog_manifest_complete(&r);
 	} else {
 		/* known already (caller or resume): only normalise it */
 		json_object_object_del(r.manifest, "link");
@@ -1077,6 +1216,7 @@ out:
 	if (!r.complete)
 		xst_save(&r, 1);
 	xst_free_files(&r);
+	xp_pages_free(&r);
 	for (k = 0; k < XK_N; k++)
 		free(r.pages[k].page);
 	json_object_put(r.state);

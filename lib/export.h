@@ -89,7 +89,8 @@ struct export_opts {
 	                               * and continue from it (status URL, manifest, done files, part
 	                               * files with Range).  Files done earlier arrive with skip = 1,
 	                               * bytes/lines/sha256 set, and are reported through
-	                               * on_file_done(ok = 1) right after on_manifest. */
+	                               * on_file_done(ok = 1) right after on_manifest (or
+	                               * on_files_added). */
 	struct export_attach_opts {
 		int enabled;              /* process DocumentReference / DiagnosticReport.presentedForm attachments
 		                           * (lib/attach.h): the only case where stored lines differ from
@@ -104,8 +105,9 @@ struct export_opts {
 
 /* One manifest file as the engine sees it. */
 struct export_file {
-	int seq;                  /* 1-based position across output, deleted, error, outcome (all pages,
-	                           * entries with a URL seen on an earlier page left out) */
+	int seq;                  /* 1-based, in manifest page order and within a page output, deleted,
+	                           * error, outcome; continues across pages (entries with a URL seen
+	                           * on an earlier page left out) */
 	const char *kind;         /* "output", "deleted", "error" (also for `outcome` entries) */
 	const char *type;         /* manifest type */
 	const char *url;
@@ -133,7 +135,8 @@ struct export_events {
 	void (*on_kickoff)(void *ctx, const char *status_url);
 	/* Status poll answered 202: provider's X-Progress (may be NULL). */
 	void (*on_status)(void *ctx, const char *x_progress);
-	/* Manifest complete; files[] lists every file; callback may set files[i].skip. */
+	/* Manifest complete; files[] lists every file; callback may set files[i].skip
+	 * (unless on_files_added is set: see there). */
 	void (*on_manifest)(void *ctx, json_object *manifest, struct export_file *files, int nfiles);
 	void (*on_file_start)(void *ctx, struct export_file *f);
 	/* Throttled (at most every ~250 ms per file) progress. */
@@ -160,6 +163,17 @@ struct export_events {
 	 *                         throttled (429 answers), minConcurrency}
 	 *   client_error         {error, code}   (the export failed as a whole) */
 	void (*on_log)(void *ctx, const char *event, json_object *details);
+	/* Optional; setting it lets downloads start before the manifest is
+	 * complete.  Called for every manifest page (first: the whole manifest
+	 * when it is known from the start) with the files that page adds:
+	 * files[first .. first + n - 1] (`files` holds every file so far and is
+	 * only valid during the call); the callback may set their skip.  Files
+	 * done by an earlier run (resume) are reported through on_file_done(ok = 1)
+	 * right after it.  Downloads of these files start at once while later
+	 * pages are polled; on_manifest still comes once, when the last page
+	 * is in, with all files (skip is no longer read there).  Without it the
+	 * engine gets every page first, then calls on_manifest, then downloads. */
+	void (*on_files_added)(void *ctx, struct export_file *files, int first, int n);
 };
 
 /* Result of a whole export. */

@@ -1033,7 +1033,7 @@ static void leave_unfinished(struct dl *d)
 
 static int setup(struct run *r, int i, int want_token)
 {
-	struct dl *d = &r->dls[i];
+	struct dl *d = r->dls[i];
 	struct export_file *f = &r->files[i];
 
 	d->r = r;
@@ -1057,24 +1057,38 @@ static int setup(struct run *r, int i, int want_token)
 	return d->host ? 0 : -1;
 }
 
-int xdl_all(struct run *r)
+/* Once the manifest is complete: on_manifest with every file.  Without
+ * streaming it decides skip, and files done by an earlier run are
+ * reported right after it. */
+static void announce_manifest(struct run *r, int first)
 {
-	CURLM *m = NULL;
-	CURLMsg *msg;
-	json_object *v;
-	int n, i, total, left, running, want_token = 0, ret = -1;
-	int par = r->o->parallelism > 0 ? r->o->parallelism : 4;
-	long long now;
+	int i;
 
-	if (json_object_object_get_ex(r->manifest, "requiresAccessToken", &v))
-		want_token = json_object_get_boolean(v);
+	if (r->ev && r->ev->on_manifest)
+		r->ev->on_manifest(r->o->ctx, r->manifest, r->files, r->nfiles);
+	for (i = first; !r->streaming && i < r->nfiles; i++)
+		if (r->files[i].skip)
+			r->dls[i]->st = DL_DONE;
+}
+
+/* Files for the manifest entries that have none yet (the first page, or
+ * one more page): numbered, announced (on_files_added when streaming, else
+ * on_manifest), set up to download.  0 or -1 (recorded). */
+static int add_files(struct run *r, int want_token)
+{
+	int first = r->nfiles, i;
+
 	if (xst_build_files(r) < 0)
 		return -1;
-	n = r->nfiles;
-	if (r->ev && r->ev->on_manifest)
-		r->ev->on_manifest(r->o->ctx, r->manifest, r->files, n);
-	for (i = 0; i < n; i++) {
-		struct dl *d = &r->dls[i];
+	if (r->streaming && r->nfiles > first)
+		r->ev->on_files_added(r->o->ctx, r->files, first, r->nfiles - first);
+	for (i = first; r->streaming && i < r->nfiles; i++)
+		if (r->files[i].skip)
+			r->dls[i]->st = DL_DONE;
+	if (!r->pg.next)
+		announce_manifest(r, first);
+	for (i = first; i < r->nfiles; i++) {
+		struct dl *d = r->dls[i];
 
 		d->r = r;
 		d->f = &r->files[i];
@@ -1086,20 +1100,35 @@ int xdl_all(struct run *r)
 			if (r->ev && r->ev->on_file_done)
 				r->ev->on_file_done(r->o->ctx, d->f, 1);
 		}
-		if (r->files[i].skip)
-			d->st = DL_DONE;
 	}
-	for (i = 0; i < n; i++)
+	for (i = first; i < r->nfiles; i++)
 		if (setup(r, i, want_token) < 0) {
 			xp_fail(r, 500, "exception", "out of memory");
-			goto out;
+			return -1;
 		}
 	xst_save(r, 1);
+	return 0;
+}
+
+int xdl_all(struct run *r)
+{
+	CURLM *m = NULL;
+	CURLMsg *msg;
+	json_object *v;
+	int n, i, total, left, running, want_token = 0, ret = -1, rc;
+	int par = r->o->parallelism > 0 ? r->o->parallelism : 4;
+	long long now;
+	long wait;
+
+	if (json_object_object_get_ex(r->manifest, "requiresAccessToken", &v))
+		want_token = json_object_get_boolean(v);
 	m = curl_multi_init();
 	if (!m) {
 		xp_fail(r, 500, "exception", "out of memory");
 		goto out;
 	}
+	if (add_files(r, want_token) < 0)
+		goto out;
 	for (;;) {
 		if (xp_stop(r) || r->fatal)
 			goto out;
@@ -1108,16 +1137,17 @@ int xdl_all(struct run *r)
 			goto out;
 		}
 		now = xp_now_ms();
+		n = r->nfiles;
 		total = left = 0;
 		for (i = 0; i < r->nhosts; i++)
 			r->hosts[i]->active = 0;
 		for (i = 0; i < n; i++)
-			if (r->dls[i].st == DL_ACTIVE) {
+			if (r->dls[i]->st == DL_ACTIVE) {
 				total++;
-				r->dls[i].host->active++;
+				r->dls[i]->host->active++;
 			}
 		for (i = 0; i < n; i++) {
-			struct dl *d = &r->dls[i];
+			struct dl *d = r->dls[i];
 
 			if (d->st == DL_WAITING && total < par && d->not_before <= now &&
 			    d->host->active < d->host->limit && dl_start(d, m, i) == 0 && d->st == DL_ACTIVE) {
@@ -1129,7 +1159,7 @@ int xdl_all(struct run *r)
 			if (r->stopped)
 				goto out;
 		}
-		if (!left)
+		if (!left && !r->pg.next)
 			break;
 		curl_multi_perform(m, &running);
 		while ((msg = curl_multi_info_read(m, &running))) {
@@ -1144,13 +1174,27 @@ int xdl_all(struct run *r)
 		}
 		if (r->fatal)
 			goto out;
+		/* streaming: the next manifest page when its time has come (the
+		 * request is short; waits for it never block the transfers) */
+		if (r->pg.next) {
+			rc = xp_pages_step(r);
+			if (rc < 0)
+				goto out;
+			if (rc > 0 && add_files(r, want_token) < 0)
+				goto out;
+			if (rc > 0)
+				continue;   /* start the new files at once */
+		}
 		xst_save(r, 0);
-		curl_multi_poll(m, NULL, 0, 200, NULL);
+		wait = 200;
+		if (r->pg.next && r->pg.not_before - xp_now_ms() < wait)
+			wait = r->pg.not_before - xp_now_ms() > 0 ? (long)(r->pg.not_before - xp_now_ms()) : 0;
+		curl_multi_poll(m, NULL, 0, (int)wait, NULL);
 	}
 	ret = 0;
 out:
-	for (i = 0; r->dls && i < n; i++) {
-		struct dl *d = &r->dls[i];
+	for (i = 0; r->dls && i < r->nfiles; i++) {
+		struct dl *d = r->dls[i];
 
 		if (d->e && d->st == DL_ACTIVE && m)
 			curl_multi_remove_handle(m, d->e);

@@ -112,11 +112,27 @@ struct run {
 	struct { int *page; size_t n, cap; } pages[XK_N];
 	int npages;
 
-	/* files */
+	/* manifest paging (export.c): `next` is set while pages are left */
+	struct xpager {
+		char *next;               /* resolved URL of the next page, NULL: manifest complete */
+		char *base;               /* URL the last page came from (relative links) */
+		char **seen;              /* page URLs asked for (loops) */
+		int nseen;
+		long long not_before;     /* monotonic ms: the next request's time */
+		int attempt;
+		long backoff;             /* ms, 202 without a usable Retry-After */
+	} pg;
+	int streaming;                /* ev->on_files_added: downloads start before the last page */
+
+	/* files: files[] is contiguous (on_manifest) and may move as pages
+	 * add files; every dl is allocated on its own and never moves (libcurl
+	 * holds pointers to it) */
 	struct export_file *files;
-	struct dl *dls;
+	struct dl **dls;
 	char **names;
-	int nfiles;
+	int nfiles, files_cap;
+	size_t built[XK_N];           /* entries per manifest array that have a file */
+	json_object *taken;           /* names given so far (a set) */
 	struct xhost **hosts;         /* one per origin; files point at them */
 	int nhosts;
 
@@ -144,15 +160,29 @@ char *xp_clip(const char *s, size_t max);
 int xp_busy_status(long s);
 const char *xp_get_str(json_object *o, const char *key);
 
+/* Manifest paging.  xp_pages_begin: the first page (r->manifest) is
+ * deduplicated and its `next` link noted; 0 or -1 (recorded).
+ * xp_pages_step: when r->pg.next is set and its time has come, one request
+ * for it: 1 a page was merged into r->manifest (the last one removes
+ * `link`), 0 nothing new (waiting, 202, retry scheduled), -1 failed
+ * (recorded) or stopped.  Never sleeps. */
+int xp_pages_begin(struct run *r);
+int xp_pages_step(struct run *r);
+void xp_pages_free(struct run *r);
+
 /* ---- export_dl.c ---- */
-/* Downloads every file of r->manifest.  0 when all were tried (some may
- * have failed: r->res->files_failed), -1 when the run is over (stopped,
- * deadline, invalid_policy FAIL; recorded). */
+/* Downloads every file of r->manifest; while r->pg.next is set (streaming)
+ * it also gets the remaining pages and downloads their files as they come.
+ * 0 when all were tried (some may have failed: r->res->files_failed), -1
+ * when the run is over (stopped, deadline, invalid_policy FAIL, a page
+ * failed; recorded). */
 int xdl_all(struct run *r);
 
 /* ---- export_state.c ---- */
-/* Builds r->files / r->names from r->manifest (and the state of an earlier
- * run): -1 on failure (recorded). */
+/* Appends to r->files / r->names / r->dls the entries of r->manifest that
+ * have no file yet, numbered in page order (the state of an earlier run
+ * gives names and done files): the number of files added, -1 on failure
+ * (recorded). */
 int xst_build_files(struct run *r);
 void xst_free_files(struct run *r);
 /* Loads an earlier run's state when o->resume and the destination can

@@ -4,8 +4,9 @@
  * The state file (XSTATE_NAME, JSON, written with dest_put so it is always
  * whole) holds what a later run with o->resume needs: the kick-off URL it
  * belongs to, the status URL, the merged manifest with the page of every
- * entry, and per file its name, state (pending/partial/done/failed),
- * bytes, lines and SHA-256.  It is written at milestones (kick-off,
+ * entry (once every page is in: until then a resume pages again and finds
+ * the files by URL), and per file its name, state
+ * (pending/partial/done/failed), bytes, lines and SHA-256.  It is written at milestones (kick-off,
  * manifest, end) and at most every 2 s while files download. */
 #include "export_int.h"
 #include "buf.h"
@@ -62,6 +63,13 @@ json_object *xst_file_state(struct run *r, int i)
 		if (!xp_get_str(it, "url") || strcmp(xp_get_str(it, "url"), f->url))
 			continue;
 		return it;
+	}
+	/* numbered otherwise (a state written before files were numbered in
+	 * page order): the URL alone, which a manifest lists once */
+	for (k = 0; *f->url && k < n; k++) {
+		it = json_object_array_get_idx(files, k);
+		if (it && xp_get_str(it, "url") && !strcmp(xp_get_str(it, "url"), f->url))
+			return it;
 	}
 	return NULL;
 }
@@ -191,8 +199,9 @@ void xst_save(struct run *r, int force)
 	 * of the server's files */
 	json_object_object_add(doc, "filtered", json_object_new_boolean(
 		o->invalid_policy == EXPORT_INVALID_SKIP_LINE || o->attach.enabled));
-	if (r->files) {
-		/* the manifest is only kept once it is complete */
+	if (r->files && !r->pg.next) {
+		/* the manifest is only kept once it is complete; until then a
+		 * resume gets it again and finds its files by URL */
 		json_object_object_add(doc, "manifest", json_object_get(r->manifest));
 		json_object_object_add(doc, "npages", json_object_new_int(r->npages > 0 ? r->npages : 1));
 		pages = json_object_new_object();
@@ -205,10 +214,12 @@ void xst_save(struct run *r, int force)
 			json_object_object_add(pages, xkind_key[k], arr);
 		}
 		json_object_object_add(doc, "pages", pages);
+	}
+	if (r->files) {
 		files = json_object_new_array_ext(r->nfiles);
 		for (k = 0; k < r->nfiles; k++) {
 			const struct export_file *f = &r->files[k];
-			const struct dl *d = &r->dls[k];
+			const struct dl *d = r->dls[k];
 
 			it = json_object_new_object();
 			json_object_object_add(it, "seq", json_object_new_int(f->seq));
@@ -287,10 +298,13 @@ void xst_free_files(struct run *r)
 	int i;
 
 	for (i = 0; r->dls && i < r->nfiles; i++) {
-		free(r->dls[i].first_url);
-		free(r->dls[i].url);
-		free(r->dls[i].etag);
-		free(r->dls[i].store_err);
+		if (!r->dls[i])
+			continue;
+		free(r->dls[i]->first_url);
+		free(r->dls[i]->url);
+		free(r->dls[i]->etag);
+		free(r->dls[i]->store_err);
+		free(r->dls[i]);
 	}
 	for (i = 0; r->names && i < r->nfiles; i++)
 		free(r->names[i]);
@@ -302,88 +316,153 @@ void xst_free_files(struct run *r)
 	free(r->names);
 	free(r->files);
 	free(r->dls);
+	json_object_put(r->taken);
+	r->taken = NULL;
 	r->hosts = NULL;
 	r->names = NULL;
 	r->files = NULL;
 	r->dls = NULL;
-	r->nfiles = r->nhosts = 0;
+	r->nfiles = r->nhosts = r->files_cap = 0;
+	memset(r->built, 0, sizeof r->built);
+}
+
+static size_t arr_len(json_object *m, enum xkind k)
+{
+	json_object *arr;
+
+	if (json_object_object_get_ex(m, xkind_key[k], &arr) && json_object_is_type(arr, json_type_array))
+		return json_object_array_length(arr);
+	return 0;
+}
+
+/* Room for `more` files; files[] may move (the dls follow it). */
+static int grow_files(struct run *r, int more)
+{
+	int cap = r->files_cap, i;
+	struct export_file *files;
+	struct dl **dls;
+	char **names;
+
+	if (r->files && r->nfiles + more <= cap)
+		return 0;
+	while (cap < r->nfiles + more || cap < 1)
+		cap = cap ? cap * 2 : 16;
+	files = realloc(r->files, (size_t)cap * sizeof *files);
+	if (!files)
+		return -1;
+	r->files = files;
+	dls = realloc(r->dls, (size_t)cap * sizeof *dls);
+	if (!dls)
+		return -1;
+	r->dls = dls;
+	names = realloc(r->names, (size_t)cap * sizeof *names);
+	if (!names)
+		return -1;
+	r->names = names;
+	memset(r->files + r->files_cap, 0, (size_t)(cap - r->files_cap) * sizeof *files);
+	memset(r->dls + r->files_cap, 0, (size_t)(cap - r->files_cap) * sizeof *dls);
+	memset(r->names + r->files_cap, 0, (size_t)(cap - r->files_cap) * sizeof *names);
+	r->files_cap = cap;
+	for (i = 0; i < r->nfiles; i++)
+		r->dls[i]->f = &r->files[i];
+	return 0;
+}
+
+/* File n for entry i of manifest array k. */
+static int add_file(struct run *r, enum xkind k, size_t i, char **err)
+{
+	const struct export_opts *o = r->o;
+	json_object *arr, *it, *cnt, *st, *v;
+	struct naming_vars nv;
+	const char *type, *u, *sname;
+	int n = r->nfiles;
+	struct export_file *f = &r->files[n];
+	struct dl *d = calloc(1, sizeof *d);
+
+	if (!d)
+		return -1;
+	r->dls[n] = d;
+	r->nfiles = n + 1;
+	json_object_object_get_ex(r->manifest, xkind_key[k], &arr);
+	it = json_object_array_get_idx(arr, i);
+	type = xp_get_str(it, "type");
+	u = xp_get_str(it, "url");
+	f->seq = n + 1;
+	/* "outcome" entries are error files to everyone outside */
+	f->kind = xkind_key[k == XK_OUTCOME ? XK_ERROR : k];
+	f->type = type ? type : "";
+	f->url = u ? u : "";
+	f->manifest_count = json_object_object_get_ex(it, "count", &cnt) &&
+			    json_object_is_type(cnt, json_type_int) ? json_object_get_int64(cnt) : -1;
+	d->karr = k;
+	d->kidx = i;
+	d->page = page_of(r, k, i);
+	d->f = f;
+	d->r = r;
+	st = xst_file_state(r, n);
+	sname = xp_get_str(st, "name");
+	if (sname && name_is_ours(sname)) {
+		r->names[n] = strdup(sname);   /* names stay what the first run chose */
+	} else {
+		nv.n = f->seq;
+		nv.type = f->type;
+		nv.page = d->page;
+		nv.url = f->url;
+		nv.export_id = r->export_id;
+		r->names[n] = naming_expand(o->name_template, &nv, err);
+	}
+	r->names[n] = unique_name(r->names[n], f->seq, r->taken);
+	if (!r->names[n])
+		return -1;
+	f->dest_name = r->names[n];
+	if (st && !strcmp(xp_get_str(st, "state") ?: "", "done") && xp_get_str(st, "sha256") &&
+	    !strcmp(xp_get_str(st, "name") ?: "", f->dest_name)) {
+		/* stored by an earlier run */
+		f->skip = 1;
+		d->from_state = 1;
+		d->xst = XF_DONE;
+		d->st = DL_DONE;
+		f->bytes = json_object_object_get_ex(st, "bytes", &v) ? json_object_get_int64(v) : 0;
+		f->lines = json_object_object_get_ex(st, "lines", &v) ? json_object_get_int64(v) : 0;
+		snprintf(f->sha256, sizeof f->sha256, "%s", xp_get_str(st, "sha256"));
+	}
+	return 0;
 }
 
 int xst_build_files(struct run *r)
 {
-	const struct export_opts *o = r->o;
-	json_object *arr, *it, *cnt, *taken = json_object_new_object(), *st, *v;
-	struct naming_vars nv;
+	size_t len[XK_N];
 	char *err = NULL;
-	size_t i, total = 0;
-	int k, n = 0;
+	int k, more = 0, first = r->nfiles, page;
 
-	for (k = 0; k < XK_N; k++)
-		if (json_object_object_get_ex(r->manifest, xkind_key[k], &arr) && json_object_is_type(arr, json_type_array))
-			total += json_object_array_length(arr);
-	r->files = calloc(total ? total : 1, sizeof *r->files);
-	r->names = calloc(total ? total : 1, sizeof *r->names);
-	r->dls = calloc(total ? total : 1, sizeof *r->dls);
-	if (!taken || !r->files || !r->names || !r->dls)
-		goto oom;
 	for (k = 0; k < XK_N; k++) {
-		if (!json_object_object_get_ex(r->manifest, xkind_key[k], &arr) || !json_object_is_type(arr, json_type_array))
-			continue;
-		for (i = 0; i < json_object_array_length(arr); i++) {
-			struct export_file *f = &r->files[n];
-			struct dl *d = &r->dls[n];
-			const char *type, *u, *sname;
-
-			it = json_object_array_get_idx(arr, i);
-			type = xp_get_str(it, "type");
-			u = xp_get_str(it, "url");
-			f->seq = n + 1;
-			/* "outcome" entries are error files to everyone outside */
-			f->kind = xkind_key[k == XK_OUTCOME ? XK_ERROR : k];
-			f->type = type ? type : "";
-			f->url = u ? u : "";
-			f->manifest_count = json_object_object_get_ex(it, "count", &cnt) &&
-					    json_object_is_type(cnt, json_type_int) ? json_object_get_int64(cnt) : -1;
-			d->karr = (enum xkind)k;
-			d->kidx = i;
-			d->page = page_of(r, (enum xkind)k, i);
-			d->f = f;
-			d->r = r;
-			r->nfiles = n + 1;
-			st = xst_file_state(r, n);
-			sname = xp_get_str(st, "name");
-			if (sname && name_is_ours(sname)) {
-				r->names[n] = strdup(sname);   /* names stay what the first run chose */
-			} else {
-				nv.n = f->seq;
-				nv.type = f->type;
-				nv.page = d->page;
-				nv.url = f->url;
-				nv.export_id = r->export_id;
-				r->names[n] = naming_expand(o->name_template, &nv, &err);
-			}
-			r->names[n] = unique_name(r->names[n], f->seq, taken);
-			if (!r->names[n])
-				goto oom;
-			f->dest_name = r->names[n];
-			if (st && !strcmp(xp_get_str(st, "state") ?: "", "done") && xp_get_str(st, "sha256") &&
-			    !strcmp(xp_get_str(st, "name") ?: "", f->dest_name)) {
-				/* stored by an earlier run */
-				f->skip = 1;
-				d->from_state = 1;
-				d->xst = XF_DONE;
-				d->st = DL_DONE;
-				f->bytes = json_object_object_get_ex(st, "bytes", &v) ? json_object_get_int64(v) : 0;
-				f->lines = json_object_object_get_ex(st, "lines", &v) ? json_object_get_int64(v) : 0;
-				snprintf(f->sha256, sizeof f->sha256, "%s", xp_get_str(st, "sha256"));
-			}
-			n++;
-		}
+		len[k] = arr_len(r->manifest, (enum xkind)k);
+		if (len[k] > r->built[k])
+			more += (int)(len[k] - r->built[k]);
 	}
-	json_object_put(taken);
-	return n;
+	if (!r->taken && !(r->taken = json_object_new_object()))
+		goto oom;
+	if (grow_files(r, more) < 0)
+		goto oom;
+	/* page by page; within a page output, deleted, error, outcome.  Every
+	 * array lists its entries in page order. */
+	for (;;) {
+		page = 0;
+		for (k = 0; k < XK_N; k++)
+			if (r->built[k] < len[k] &&
+			    (!page || page_of(r, (enum xkind)k, r->built[k]) < page))
+				page = page_of(r, (enum xkind)k, r->built[k]);
+		if (!page)
+			break;
+		for (k = 0; k < XK_N; k++)
+			while (r->built[k] < len[k] && page_of(r, (enum xkind)k, r->built[k]) == page) {
+				if (add_file(r, (enum xkind)k, r->built[k], &err) < 0)
+					goto oom;
+				r->built[k]++;
+			}
+	}
+	return r->nfiles - first;
 oom:
-	json_object_put(taken);
 	xp_fail(r, 500, "exception", "%s", err ? err : "out of memory");
 	free(err);
 	return -1;
@@ -405,7 +484,7 @@ int xst_write_manifest(struct run *r)
 	json_object_object_del(copy, "link");
 	for (i = 0; i < r->nfiles; i++) {
 		const struct export_file *f = &r->files[i];
-		const struct dl *d = &r->dls[i];
+		const struct dl *d = r->dls[i];
 
 		if (!json_object_object_get_ex(copy, xkind_key[d->karr], &arr) ||
 		    !(it = json_object_array_get_idx(arr, d->kidx)) || !json_object_is_type(it, json_type_object))

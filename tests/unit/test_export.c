@@ -196,6 +196,11 @@ struct seen {
 	} files[64];                    /* copies at on_file_done */
 	int nfiles;
 	int skip_type;                  /* on_manifest: skip files of this seq */
+	/* on_files_added (streaming) */
+	int added_calls, added_total, added_ok;   /* added_ok: first/n/seq always continued */
+	int starts_at_manifest;         /* on_file_start calls before on_manifest */
+	int manifest_nfiles;
+	int stop_after_done;            /* stop once this many files are done */
 };
 
 static long long mono_ms(void)
@@ -230,6 +235,8 @@ static void ev_manifest(void *ctx, json_object *m, struct export_file *f, int n)
 
 	s->manifests++;
 	s->manifest_names_ok = 1;
+	s->starts_at_manifest = s->starts;
+	s->manifest_nfiles = n;
 	for (i = 0; i < n; i++) {
 		const char *nm = f[i].dest_name;
 
@@ -280,6 +287,8 @@ static void ev_done(void *ctx, struct export_file *f, int ok)
 		s->done_ok++;
 	else
 		s->done_bad++;
+	if (s->stop_after_done && s->done_ok + s->done_bad >= s->stop_after_done)
+		s->stop_now = 1;
 	if (s->nfiles < 64) {
 		struct fcopy *c = &s->files[s->nfiles++];
 
@@ -319,7 +328,29 @@ static int ev_stop(void *ctx)
 }
 
 static const struct export_events EV = {
-	ev_kickoff, ev_status, ev_manifest, ev_start, ev_progress, ev_done, ev_issue, ev_stop, ev_log
+	ev_kickoff, ev_status, ev_manifest, ev_start, ev_progress, ev_done, ev_issue, ev_stop, ev_log, NULL
+};
+
+static void ev_files_added(void *ctx, struct export_file *f, int first, int n)
+{
+	struct seen *s = ctx;
+	int i;
+
+	if (!s->added_calls)
+		s->added_ok = 1;
+	s->added_calls++;
+	if (first != s->added_total || n <= 0)
+		s->added_ok = 0;
+	for (i = first; i < first + n; i++)
+		if (f[i].seq != i + 1 || !f[i].dest_name || !*f[i].dest_name)
+			s->added_ok = 0;
+	s->added_total += n > 0 ? n : 0;
+}
+
+/* The same events, plus on_files_added: downloads start with page 1. */
+static const struct export_events EV_STREAM = {
+	ev_kickoff, ev_status, ev_manifest, ev_start, ev_progress, ev_done, ev_issue, ev_stop, ev_log,
+	ev_files_added
 };
 
 static void seen_reset(struct seen *s)
@@ -439,6 +470,7 @@ struct run_args {
 	void (*tweak)(struct export_opts *o, void *arg);
 	void *targ;
 	int parallelism;
+	const struct export_events *ev;   /* NULL: EV */
 };
 
 static int run_export(const struct run_args *a, struct seen *s, struct export_result *res, char *dir)
@@ -478,7 +510,7 @@ static int run_export(const struct run_args *a, struct seen *s, struct export_re
 	o.ctx = s;
 	if (a->tweak)
 		a->tweak(&o, a->targ);
-	rc = export_run(&o, &EV, res);
+	rc = export_run(&o, a->ev ? a->ev : &EV, res);
 	diag("rc=%d ok=%d failed=%d cancelled=%d status=%d code=%s msg=%s\n", rc, res->ok, res->files_failed,
 	       res->cancelled, res->http_status, res->error_code ? res->error_code : "-",
 	       res->error_message ? res->error_message : "-");
@@ -1873,6 +1905,119 @@ out:
 	rmdir(dir);
 }
 
+/* From the provider's log: the position and time of the first file GET
+ * and of the last manifest page (…/page/N) answered 200, and how many page
+ * requests were answered 202.  -1 when there is none. */
+static void page_log(int *first_file, int *last_page, int *page_202, char ff_time[40], char lp_time[40])
+{
+	json_object *log = get_json("/__log"), *e, *v;
+	const char *path, *method;
+	size_t i;
+	int status;
+
+	*first_file = *last_page = -1;
+	*page_202 = 0;
+	ff_time[0] = lp_time[0] = '\0';
+	for (i = 0; log && i < json_object_array_length(log); i++) {
+		e = json_object_array_get_idx(log, i);
+		method = json_object_object_get_ex(e, "method", &v) ? json_object_get_string(v) : "";
+		path = json_object_object_get_ex(e, "path", &v) ? json_object_get_string(v) : "";
+		status = json_object_object_get_ex(e, "status", &v) ? json_object_get_int(v) : 0;
+		if (strcmp(method, "GET"))
+			continue;
+		if (strstr(path, "/files/") && *first_file < 0) {
+			*first_file = (int)i;
+			if (json_object_object_get_ex(e, "time", &v))
+				snprintf(ff_time, 40, "%s", json_object_get_string(v));
+		}
+		if (strstr(path, "/status/") && strstr(path, "/page/")) {
+			if (status == 202)
+				(*page_202)++;
+			if (status == 200) {
+				*last_page = (int)i;
+				if (json_object_object_get_ex(e, "time", &v))
+					snprintf(lp_time, 40, "%s", json_object_get_string(v));
+			}
+		}
+	}
+	json_object_put(log);
+}
+
+/* on_files_added: the files of page 1 download while later pages of a
+ * partial manifest are still answered 202. */
+static void t_paging_streaming(void)
+{
+	json_object *p = json_tokener_parse("{\"resourceType\":\"Parameters\",\"parameter\":["
+					    "{\"name\":\"allowPartialManifests\",\"valueBoolean\":true}]}");
+	struct tweaks tw = { .save_manifest = 1 };
+	struct run_args a = { .cfg = "{\"auth\":false,\"pageSize\":5,\"partialStatus\":200,\"polls\":3,"
+				     "\"deleted\":true,\"errorFile\":true,\"tag\":\"stream-1\"}",
+			      .params = p, .ev = &EV_STREAM, .tweak = apply_tweaks, .targ = &tw };
+	struct export_result res;
+	struct seen s = { 0 };
+	char dir[64], fft[40], lpt[40];
+	int rc, ff, lp, p202, first_done, gets;
+
+	clear_log();
+	rc = run_export(&a, &s, &res, dir);
+	page_log(&ff, &lp, &p202, fft, lpt);
+	diag("streaming: first file #%d %s, last page #%d %s, %d page 202s, %d on_files_added, %d files, "
+	     "%d starts before on_manifest\n", ff, fft, lp, lpt, p202, s.added_calls, s.added_total,
+	     s.starts_at_manifest);
+	T_CHECK(rc == 0 && res.files_failed == 0 && files_match(&s, dir) == 17 && s.done_ok == 19,
+		"streaming pages: every file stored byte-exact");
+	T_CHECK(p202 >= 2 && ff >= 0 && lp > ff && strcmp(fft, lpt) < 0,
+		"streaming pages: first download before the last page was answered 200");
+	T_CHECK(s.added_calls >= 2 && s.added_ok && s.added_total == 19 && s.manifests == 1 &&
+		s.manifest_nfiles == 19 && s.starts_at_manifest > 0,
+		"on_files_added per page ({n} continues), on_manifest once at the end with all files");
+	T_CHECK(check_manifest(dir) == 19, "streaming pages: manifest.json merged and right");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	/* cancelled while a later page is still polled: DELETE, no manifest */
+	a.cfg = "{\"auth\":false,\"pageSize\":5,\"partialStatus\":200,\"polls\":30,\"tag\":\"stream-2\"}";
+	tw.save_manifest = 0;
+	seen_reset(&s);
+	clear_log();
+	s.stop_after_done = 1;
+	rc = run_export(&a, &s, &res, dir);
+	page_log(&ff, &lp, &p202, fft, lpt);
+	T_CHECK(rc == -1 && res.cancelled && s.manifests == 0 && lp < 0 && p202 >= 1 &&
+		log_count("DELETE", "/status/", NULL, NULL) == 1, "streaming pages: cancel while polling a page sends DELETE");
+	export_result_free(&res);
+	rm_dir(dir);
+
+	/* abandoned while a later page is polled, then resumed */
+	a.cfg = "{\"auth\":false,\"pageSize\":5,\"partialStatus\":200,\"polls\":3,\"tag\":\"stream-3\"}";
+	tw.save_manifest = 1;
+	tw.resume = 1;
+	strcpy(dir, "/tmp/test_export.XXXXXX");
+	if (!mkdtemp(dir))
+		goto out;
+	a.dir = dir;
+	seen_reset(&s);
+	s.stop_after_done = 2;
+	s.stop_value = EXPORT_STOP_ABANDON;
+	rc = run_export(&a, &s, &res, dir);
+	first_done = s.done_ok;
+	T_CHECK(rc == -1 && res.cancelled && s.manifests == 0 && first_done >= 2,
+		"streaming pages: abandoned before the manifest was complete");
+	export_result_free(&res);
+	clear_log();
+	seen_reset(&s);
+	rc = run_export(&a, &s, &res, dir);
+	gets = log_count("GET", "/files/", NULL, NULL);
+	diag("resume: %d done before, %d downloads now\n", first_done, gets);
+	T_CHECK(rc == 0 && res.files_failed == 0 && files_match(&s, dir) == 17 && s.done_ok == 17 &&
+		gets == 17 - first_done && check_manifest(dir) == 17 && state_says_complete(dir),
+		"streaming pages: resumed, files done before not fetched again, manifest.json right");
+	export_result_free(&res);
+	rm_dir(dir);
+out:
+	json_object_put(p);
+}
+
 /* TEST_ONLY=name,name runs only those scenarios. */
 static int wanted(const char *name)
 {
@@ -1911,6 +2056,7 @@ int main(void)
 	RUN(t_waits);
 	RUN(t_stop);
 	RUN(t_paging_static);
+	RUN(t_paging_streaming);
 	RUN(t_http_redirect);
 	RUN(t_auth);
 	RUN(t_stop_values);
