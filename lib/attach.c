@@ -61,21 +61,6 @@ struct fetch {
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(char **err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return;
-	free(*err);
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-}
-
 /* The URL for messages: no userinfo, query or fragment (signed URLs carry
  * credentials there).  malloc'd. */
 static char *msg_url(const char *url)
@@ -728,14 +713,14 @@ static int process_attachment(struct run *r, json_object *att)
 		st = asprintf(&f.accept, "Accept: %s%s", decl ? decl : "*/*", decl ? ", */*;q=0.1" : "");
 	if (st < 0) {
 		f.accept = NULL;
-		set_err(r->err, "out of memory");
+		err_set(r->err, "out of memory");
 		rc = -1;
 		goto out;
 	}
 
 	st = fetch(&f);
 	if (st == F_STOP) {
-		set_err(r->err, "stopped");
+		err_set(r->err, "stopped");
 		rc = -1;
 		goto out;
 	}
@@ -752,7 +737,7 @@ static int process_attachment(struct run *r, json_object *att)
 		check_claims(r, att, sha1, f.total, url_m);
 		hash = b64_encode(sha1, shalen);
 		if (!hash) {
-			set_err(r->err, "out of memory");
+			err_set(r->err, "out of memory");
 			rc = -1;
 			goto out;
 		}
@@ -805,7 +790,7 @@ static int process_attachment(struct run *r, json_object *att)
 		}
 	}
 	if (!EVP_Digest(data, len, sha1, &shalen, EVP_sha1(), NULL)) {
-		set_err(r->err, "SHA-1 failed");
+		err_set(r->err, "SHA-1 failed");
 		rc = -1;
 		goto out;
 	}
@@ -816,7 +801,7 @@ static int process_attachment(struct run *r, json_object *att)
 	}
 	if (o->inline_max > 0 && (long long)len <= o->inline_max && attach_type_listed(o->inline_types, mime)) {
 		if (put_inline(r, att, mime, data, len, url_m) < 0) {
-			set_err(r->err, "out of memory");
+			err_set(r->err, "out of memory");
 			rc = -1;
 			goto out;
 		}
@@ -827,7 +812,7 @@ static int process_attachment(struct run *r, json_object *att)
 		goto fetch_failed;
 	hash = b64_encode(sha1, shalen);
 	if (!hash) {
-		set_err(r->err, "out of memory");
+		err_set(r->err, "out of memory");
 		rc = -1;
 		goto out;
 	}
@@ -885,17 +870,17 @@ int attach_process_line(const struct export_attach_opts *o, const struct attach_
 	if (!attach_line_may_have(line, len))
 		return 0;
 	if (len > INT_MAX) {
-		set_err(err, "line too long");
+		err_set(err, "line too long");
 		return -1;
 	}
 	tok = json_tokener_new_ex(JSON_DEPTH);
 	if (!tok) {
-		set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		goto out;
 	}
 	res = json_tokener_parse_ex(tok, line, (int)len);
 	if (!res || json_tokener_get_error(tok) != json_tokener_success || !json_object_is_type(res, json_type_object)) {
-		set_err(err, "not a JSON object");
+		err_set(err, "not a JSON object");
 		goto out;
 	}
 	type = str_member(res, "resourceType");
@@ -918,7 +903,7 @@ int attach_process_line(const struct export_attach_opts *o, const struct attach_
 		s = env->fhir_base;
 		if (asprintf(&r.base, "%s%s", s, s[strlen(s) - 1] == '/' ? "" : "/") < 0) {
 			r.base = NULL;
-			set_err(err, "out of memory");
+			err_set(err, "out of memory");
 			goto out;
 		}
 		r.server_origin = url_origin(s);
@@ -927,7 +912,7 @@ int attach_process_line(const struct export_attach_opts *o, const struct attach_
 	r.e = curl_easy_init();
 	r.sha1 = EVP_MD_CTX_new();
 	if (!r.e || !r.sha1) {
-		set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		goto out;
 	}
 	n = json_object_array_length(arr);
@@ -947,7 +932,7 @@ int attach_process_line(const struct export_attach_opts *o, const struct attach_
 	if (changed) {
 		s = json_object_to_json_string_ext(res, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 		if (!s || !(*out = strdup(s))) {
-			set_err(err, "out of memory");
+			err_set(err, "out of memory");
 			goto out;
 		}
 		*outlen = strlen(*out);

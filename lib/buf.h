@@ -24,4 +24,8 @@ char *buf_detach(struct buf *b);
 /* Borrowed view: "" when empty. */
 const char *buf_str(const struct buf *b);
 
+/* Replaces *err (freed first) with a malloc'd formatted message; does
+ * nothing when err is NULL.  The caller owns and frees *err. */
+void err_set(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

@@ -2,6 +2,7 @@
  * dest_s3.c, dest_http.c) plus what they share: name checks, content types,
  * the generic dest_put.  See dest.h and dest_int.h. */
 #include "dest_int.h"
+#include "buf.h"
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,20 +11,6 @@
 
 #define SAFE_NAME_MAX 200   /* leaves room for ".part" and the '.' under NAME_MAX */
 
-void dest_set_err(char **err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return;
-	free(*err);
-	*err = NULL;
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-}
-
 int dest_file_init(struct dest_file *f, struct dest *d, const char *name, char **err)
 {
 	f->d = d;
@@ -31,7 +18,7 @@ int dest_file_init(struct dest_file *f, struct dest *d, const char *name, char *
 	f->content_type = NULL;
 	f->name = strdup(name);
 	if (!f->name) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -121,12 +108,12 @@ struct dest *dest_open_conf(const char *spec, const struct dest_conf *conf, char
 	const struct dest_ops *ops;
 
 	if (!spec || !*spec) {
-		dest_set_err(err, "empty destination");
+		err_set(err, "empty destination");
 		return NULL;
 	}
 	ops = ops_for(spec);
 	if (!ops || !ops->open) {
-		dest_set_err(err, "unsupported destination \"%.200s\" (a folder path, \"none\", "
+		err_set(err, "unsupported destination \"%.200s\" (a folder path, \"none\", "
 			     "s3://bucket/prefix or an http(s) URL)", spec);
 		return NULL;
 	}
@@ -147,7 +134,7 @@ void dest_close(struct dest *d)
 struct dest_file *dest_file_open(struct dest *d, const char *name, char **err)
 {
 	if (!dest_name_ok(name)) {
-		dest_set_err(err, "unsafe file name");
+		err_set(err, "unsafe file name");
 		return NULL;
 	}
 	return d->ops->file_open(d, name, err);
@@ -194,7 +181,7 @@ int dest_put(struct dest *d, const char *name, const void *data, size_t len, con
 	struct dest_file *f;
 
 	if (!dest_name_ok(name)) {
-		dest_set_err(err, "unsafe file name");
+		err_set(err, "unsafe file name");
 		return -1;
 	}
 	if (d->ops->put)
@@ -202,7 +189,7 @@ int dest_put(struct dest *d, const char *name, const void *data, size_t len, con
 	if (!(f = d->ops->file_open(d, name, err)))
 		return -1;
 	if (content_type && !(f->content_type = strdup(content_type))) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		goto fail;
 	}
 	if (dest_file_write(f, data, len, err) < 0)
@@ -220,7 +207,7 @@ int dest_get(struct dest *d, const char *name, struct buf *out, char **err)
 		*err = NULL;
 	}
 	if (!dest_name_ok(name)) {
-		dest_set_err(err, "unsafe file name");
+		err_set(err, "unsafe file name");
 		return -1;
 	}
 	if (!d->ops->get)
@@ -237,7 +224,7 @@ struct dest_file *dest_file_reopen(struct dest *d, const char *name, long long *
 {
 	*have = 0;
 	if (!dest_name_ok(name)) {
-		dest_set_err(err, "unsafe file name");
+		err_set(err, "unsafe file name");
 		return NULL;
 	}
 	if (!d->ops->file_reopen)
@@ -249,7 +236,7 @@ int dest_file_read_partial(struct dest *d, const char *name,
 			   int (*fn)(void *ctx, const void *data, size_t len), void *ctx, char **err)
 {
 	if (!dest_name_ok(name)) {
-		dest_set_err(err, "unsafe file name");
+		err_set(err, "unsafe file name");
 		return -1;
 	}
 	if (!d->ops->read_partial)
@@ -260,13 +247,13 @@ int dest_file_read_partial(struct dest *d, const char *name,
 int dest_file_truncate(struct dest_file *f, long long len, char **err)
 {
 	if (len < 0 || len > f->size) {
-		dest_set_err(err, "cannot truncate %s to %lld bytes (has %lld)", f->name, len, f->size);
+		err_set(err, "cannot truncate %s to %lld bytes (has %lld)", f->name, len, f->size);
 		return -1;
 	}
 	if (len == f->size)
 		return 0;
 	if (!f->d->ops->file_truncate) {
-		dest_set_err(err, "cannot truncate %s: the %s destination does not support it", f->name, f->d->ops->kind);
+		err_set(err, "cannot truncate %s: the %s destination does not support it", f->name, f->d->ops->kind);
 		return -1;
 	}
 	if (f->d->ops->file_truncate(f, len, err) < 0)

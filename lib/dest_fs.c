@@ -9,6 +9,7 @@
  * O_NOFOLLOW from the one above, so a planted symlink cannot lead outside.
  * The part file of an interrupted run is what resume continues from. */
 #include "dest_int.h"
+#include "buf.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -76,22 +77,22 @@ static struct dest *fs_open(const char *spec, const struct dest_conf *conf, char
 	struct fs_dest *d = calloc(1, sizeof *d);
 
 	if (!d) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return NULL;
 	}
 	d->base.ops = &dest_fs_ops;
 	d->dirfd = -1;
 	if (!(d->dir = strdup(spec))) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		goto fail;
 	}
 	if (mkdirs(spec) < 0) {
-		dest_set_err(err, "cannot create folder %s: %s", spec, strerror(errno));
+		err_set(err, "cannot create folder %s: %s", spec, strerror(errno));
 		goto fail;
 	}
 	d->dirfd = open(spec, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (d->dirfd < 0) {
-		dest_set_err(err, "cannot open folder %s: %s", spec, strerror(errno));
+		err_set(err, "cannot open folder %s: %s", spec, strerror(errno));
 		goto fail;
 	}
 	return &d->base;
@@ -159,19 +160,19 @@ static struct fs_file *fs_file_new(struct fs_dest *d, const char *name, char **e
 	struct fs_file *f = calloc(1, sizeof *f);
 
 	if (!f) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return NULL;
 	}
 	f->fd = f->pfd = -1;
 	if (dest_file_init(&f->base, &d->base, name, err) < 0)
 		goto fail;
 	if ((f->pfd = open_parent(d, f->base.name, 1, &f->leaf)) < 0) {
-		dest_set_err(err, "cannot create the folder of %s/%s: %s", d->dir, name, strerror(errno));
+		err_set(err, "cannot create the folder of %s/%s: %s", d->dir, name, strerror(errno));
 		goto fail;
 	}
 	if (asprintf(&f->part, ".%s.part", f->leaf) < 0) {
 		f->part = NULL;
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		goto fail;
 	}
 	return f;
@@ -191,7 +192,7 @@ static int create_part(struct fs_file *f, char **err)
 		f->fd = openat(f->pfd, f->part, flags, 0640);
 	}
 	if (f->fd < 0) {
-		dest_set_err(err, "cannot create %s/%s.part: %s", FS(f->base.d)->dir, f->base.name, strerror(errno));
+		err_set(err, "cannot create %s/%s.part: %s", FS(f->base.d)->dir, f->base.name, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -244,7 +245,7 @@ static int fs_file_write(struct dest_file *ff, const void *data, size_t len, cha
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			dest_set_err(err, "cannot write %s/%s.part: %s", FS(ff->d)->dir, ff->name, strerror(errno));
+			err_set(err, "cannot write %s/%s.part: %s", FS(ff->d)->dir, ff->name, strerror(errno));
 			return -1;
 		}
 		p += n;
@@ -259,7 +260,7 @@ static int fs_file_truncate(struct dest_file *ff, long long len, char **err)
 
 	/* O_APPEND: later writes continue at the new end */
 	if (ftruncate(f->fd, (off_t)len) < 0) {
-		dest_set_err(err, "cannot truncate %s/%s.part: %s", FS(ff->d)->dir, ff->name, strerror(errno));
+		err_set(err, "cannot truncate %s/%s.part: %s", FS(ff->d)->dir, ff->name, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -272,21 +273,21 @@ static int fs_file_commit(struct dest_file *ff, char **err)
 	int rc = -1;
 
 	if (fsync(f->fd) < 0) {
-		dest_set_err(err, "cannot sync %s/%s.part: %s", dir, ff->name, strerror(errno));
+		err_set(err, "cannot sync %s/%s.part: %s", dir, ff->name, strerror(errno));
 		goto fail;
 	}
 	if (close(f->fd) < 0) {
 		f->fd = -1;
-		dest_set_err(err, "cannot close %s/%s.part: %s", dir, ff->name, strerror(errno));
+		err_set(err, "cannot close %s/%s.part: %s", dir, ff->name, strerror(errno));
 		goto fail;
 	}
 	f->fd = -1;
 	if (renameat(f->pfd, f->part, f->pfd, f->leaf) < 0) {
-		dest_set_err(err, "cannot rename %s/%s.part: %s", dir, ff->name, strerror(errno));
+		err_set(err, "cannot rename %s/%s.part: %s", dir, ff->name, strerror(errno));
 		goto fail;
 	}
 	if (fsync(f->pfd) < 0) {
-		dest_set_err(err, "cannot sync the folder of %s/%s: %s", dir, ff->name, strerror(errno));
+		err_set(err, "cannot sync the folder of %s/%s: %s", dir, ff->name, strerror(errno));
 		goto out;   /* renamed already; nothing to undo */
 	}
 	rc = 0;
@@ -329,12 +330,12 @@ static int fs_read_partial(struct dest *dd, const char *name,
 	if ((pfd = open_parent(d, name, 0, &leaf)) < 0) {
 		if (errno == ENOENT)
 			return 0;
-		dest_set_err(err, "cannot open the folder of %s/%s: %s", d->dir, name, strerror(errno));
+		err_set(err, "cannot open the folder of %s/%s: %s", d->dir, name, strerror(errno));
 		return -1;
 	}
 	if (asprintf(&part, ".%s.part", leaf) < 0) {
 		part = NULL;
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		goto out;
 	}
 	fd = openat(pfd, part, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -342,11 +343,11 @@ static int fs_read_partial(struct dest *dd, const char *name,
 		if (errno == ENOENT || errno == ELOOP)
 			rc = 0;   /* nothing partial (a symlink is not ours either) */
 		else
-			dest_set_err(err, "cannot open %s/%s.part: %s", d->dir, name, strerror(errno));
+			err_set(err, "cannot open %s/%s.part: %s", d->dir, name, strerror(errno));
 		goto out;
 	}
 	if (!(chunk = malloc(CHUNK))) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		goto out;
 	}
 	for (;;) {
@@ -354,7 +355,7 @@ static int fs_read_partial(struct dest *dd, const char *name,
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			dest_set_err(err, "cannot read %s/%s.part: %s", d->dir, name, strerror(errno));
+			err_set(err, "cannot read %s/%s.part: %s", d->dir, name, strerror(errno));
 			goto out;
 		}
 		if (!n)
@@ -383,28 +384,28 @@ static int fs_get(struct dest *dd, const char *name, struct buf *out, char **err
 
 	if ((pfd = open_parent(d, name, 0, &leaf)) < 0) {
 		if (errno != ENOENT)
-			dest_set_err(err, "cannot open the folder of %s/%s: %s", d->dir, name, strerror(errno));
+			err_set(err, "cannot open the folder of %s/%s: %s", d->dir, name, strerror(errno));
 		return -1;
 	}
 	fd = openat(pfd, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno != ENOENT)
-			dest_set_err(err, "cannot open %s/%s: %s", d->dir, name, strerror(errno));
+			err_set(err, "cannot open %s/%s: %s", d->dir, name, strerror(errno));
 		goto out;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > DEST_GET_MAX) {
-		dest_set_err(err, "%s/%s is not a regular file of at most %ld bytes", d->dir, name, DEST_GET_MAX);
+		err_set(err, "%s/%s is not a regular file of at most %ld bytes", d->dir, name, DEST_GET_MAX);
 		goto out;
 	}
 	if (!(chunk = malloc(CHUNK))) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		goto out;
 	}
 	while ((n = read(fd, chunk, CHUNK)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			dest_set_err(err, "cannot read %s/%s: %s", d->dir, name, strerror(errno));
+			err_set(err, "cannot read %s/%s: %s", d->dir, name, strerror(errno));
 			goto out;
 		}
 		buf_append(out, chunk, (size_t)n);
@@ -431,7 +432,7 @@ static int remove_tree(int dfd, const char *path, int depth, char **err)
 	if (fd < 0 || !(dir = fdopendir(fd))) {
 		if (fd >= 0)
 			close(fd);
-		dest_set_err(err, "cannot list %s: %s", path, strerror(errno));
+		err_set(err, "cannot list %s: %s", path, strerror(errno));
 		return -1;
 	}
 	rewinddir(dir);
@@ -455,7 +456,7 @@ static int remove_tree(int dfd, const char *path, int depth, char **err)
 				goto out;
 			rc = -1;
 			if (unlinkat(dfd, de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
-				dest_set_err(err, "cannot remove folder %s/%s: %s", path, de->d_name, strerror(errno));
+				err_set(err, "cannot remove folder %s/%s: %s", path, de->d_name, strerror(errno));
 				goto out;
 			}
 			continue;
@@ -463,7 +464,7 @@ static int remove_tree(int dfd, const char *path, int depth, char **err)
 		if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
 			continue;   /* not ours: leave it, rmdir reports it */
 		if (unlinkat(dfd, de->d_name, 0) < 0 && errno != ENOENT) {
-			dest_set_err(err, "cannot remove %s/%s: %s", path, de->d_name, strerror(errno));
+			err_set(err, "cannot remove %s/%s: %s", path, de->d_name, strerror(errno));
 			goto out;
 		}
 	}
@@ -480,7 +481,7 @@ static int fs_remove_all(struct dest *dd, char **err)
 	if (remove_tree(d->dirfd, d->dir, 1, err) < 0)
 		return -1;
 	if (rmdir(d->dir) < 0 && errno != ENOENT) {
-		dest_set_err(err, "cannot remove folder %s: %s", d->dir, strerror(errno));
+		err_set(err, "cannot remove folder %s: %s", d->dir, strerror(errno));
 		return -1;
 	}
 	return 0;

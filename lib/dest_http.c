@@ -7,6 +7,7 @@
  * short excerpt of the answer.  Messages show the URL without its query
  * string and never the configured headers: either may carry credentials. */
 #include "dest_int.h"
+#include "buf.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -52,14 +53,14 @@ static struct dest *hd_open(const char *spec, const struct dest_conf *c, char **
 	size_t n;
 
 	if (!d) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return NULL;
 	}
 	d->base.ops = &dest_http_ops;
 	if (dest_net_init(&d->net, c, err) < 0)
 		goto fail;
 	if (strpbrk(spec, " \t\r\n#")) {
-		dest_set_err(err, "bad HTTP destination URL \"%.200s\"", spec);
+		err_set(err, "bad HTTP destination URL \"%.200s\"", spec);
 		goto fail;
 	}
 	host = spec + (strncasecmp(spec, "https://", 8) ? 7 : 8);
@@ -68,7 +69,7 @@ static struct dest *hd_open(const char *spec, const struct dest_conf *c, char **
 	while (n && spec[n - 1] == '/')
 		n--;
 	if (!*host || *host == '/' || *host == '?') {
-		dest_set_err(err, "bad HTTP destination URL \"%.200s\": no host", spec);
+		err_set(err, "bad HTTP destination URL \"%.200s\": no host", spec);
 		goto fail;
 	}
 	d->path = strndup(spec, n);
@@ -78,7 +79,7 @@ static struct dest *hd_open(const char *spec, const struct dest_conf *c, char **
 	else if (!strcasecmp(c->http_method, "POST"))
 		d->method = strdup("POST");
 	else {
-		dest_set_err(err, "HTTP destination method must be PUT or POST, not \"%.20s\"", c->http_method);
+		err_set(err, "HTTP destination method must be PUT or POST, not \"%.20s\"", c->http_method);
 		goto fail;
 	}
 	for (h = c->http_headers; h && *h; h++) {
@@ -86,19 +87,19 @@ static struct dest *hd_open(const char *spec, const struct dest_conf *c, char **
 		struct curl_slist *l;
 
 		if (!colon || colon == *h || strpbrk(*h, "\r\n")) {
-			dest_set_err(err, "bad HTTP destination header (want \"Name: value\")");
+			err_set(err, "bad HTTP destination header (want \"Name: value\")");
 			goto fail;
 		}
 		if ((size_t)(colon - *h) == strlen("Content-Type") && !strncasecmp(*h, "Content-Type", 12))
 			d->has_ctype = 1;
 		if (!(l = curl_slist_append(d->headers, *h))) {
-			dest_set_err(err, "out of memory");
+			err_set(err, "out of memory");
 			goto fail;
 		}
 		d->headers = l;
 	}
 	if (!d->path || !d->query || !d->method) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		goto fail;
 	}
 	return &d->base;
@@ -174,7 +175,7 @@ static struct dest_file *hd_file_open(struct dest *dd, const char *name, char **
 	char *path = NULL;
 
 	if (!f) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return NULL;
 	}
 	f->fd = -1;
@@ -182,12 +183,12 @@ static struct dest_file *hd_file_open(struct dest *dd, const char *name, char **
 		goto fail;
 	if (asprintf(&path, "%s/bulk-data-upload-XXXXXX", tmp && *tmp ? tmp : "/tmp") < 0) {
 		path = NULL;
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		goto fail;
 	}
 	f->fd = mkostemp(path, O_CLOEXEC);
 	if (f->fd < 0) {
-		dest_set_err(err, "cannot create a spool file in %s: %s", tmp && *tmp ? tmp : "/tmp", strerror(errno));
+		err_set(err, "cannot create a spool file in %s: %s", tmp && *tmp ? tmp : "/tmp", strerror(errno));
 		goto fail;
 	}
 	unlink(path);   /* gone with the fd, whatever happens to us */
@@ -210,7 +211,7 @@ static int hd_file_write(struct dest_file *ff, const void *data, size_t len, cha
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			dest_set_err(err, "cannot spool %s for upload: %s", ff->name, strerror(errno));
+			err_set(err, "cannot spool %s for upload: %s", ff->name, strerror(errno));
 			return -1;
 		}
 		p += n;

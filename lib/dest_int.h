@@ -48,7 +48,6 @@ struct dest_ops {
 extern const struct dest_ops dest_fs_ops, dest_none_ops, dest_s3_ops, dest_http_ops;
 
 /* malloc'd message into *err (replacing one already there); err may be NULL. */
-void dest_set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Fills the common fields; 0, or -1 with *err (out of memory). */
 int dest_file_init(struct dest_file *f, struct dest *d, const char *name, char **err);
 /* Frees the common fields (not f itself). */

@@ -3,6 +3,7 @@
  * transport errors with a short backoff.  Never logs headers (they carry
  * credentials) or the secret. */
 #include "dest_int.h"
+#include "buf.h"
 #include "http.h"
 #include <errno.h>
 #include <stdlib.h>
@@ -40,12 +41,12 @@ int dest_net_init(struct dest_net *n, const struct dest_conf *c, char **err)
 	n->should_stop = c->should_stop;
 	n->stop_ctx = c->stop_ctx;
 	if (oom) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return -1;
 	}
 	http_global_init();
 	if (!(n->curl = curl_easy_init())) {
-		dest_set_err(err, "cannot initialise libcurl");
+		err_set(err, "cannot initialise libcurl");
 		return -1;
 	}
 	return 0;

@@ -1,6 +1,7 @@
 /* "none": files are discarded (the engine still validates and counts them);
  * nothing can be read back, so dest_get says absent. */
 #include "dest_int.h"
+#include "buf.h"
 #include <stdlib.h>
 
 static struct dest *none_open(const char *spec, const struct dest_conf *conf, char **err)
@@ -8,7 +9,7 @@ static struct dest *none_open(const char *spec, const struct dest_conf *conf, ch
 	struct dest *d = calloc(1, sizeof *d);
 
 	if (!d) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return NULL;
 	}
 	d->ops = &dest_none_ops;
@@ -25,7 +26,7 @@ static struct dest_file *none_file_open(struct dest *d, const char *name, char *
 	struct dest_file *f = calloc(1, sizeof *f);
 
 	if (!f) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return NULL;
 	}
 	if (dest_file_init(f, d, name, err) < 0) {

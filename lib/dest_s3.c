@@ -14,6 +14,7 @@
  * and the commit return the same error, abort releases the upload.
  * Credentials are never put in messages. */
 #include "dest_int.h"
+#include "buf.h"
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,7 +226,7 @@ static int s3_put_object(struct s3_dest *d, const char *key, const void *data, s
 	x.url = s3_url(d, key, NULL);
 	x.body = &body;
 	if (!x.url) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return -1;
 	}
 	if (s3_send(d, &x, content_type) < 0 || !ok2xx(&x)) {
@@ -286,7 +287,7 @@ static struct dest *s3_open(const char *spec, const struct dest_conf *c, char **
 	size_t blen;
 
 	if (!d) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return NULL;
 	}
 	d->base.ops = &dest_s3_ops;
@@ -297,7 +298,7 @@ static struct dest *s3_open(const char *spec, const struct dest_conf *c, char **
 	slash = strchr(b, '/');
 	blen = slash ? (size_t)(slash - b) : strlen(b);
 	if (!bucket_ok(b, blen)) {
-		dest_set_err(err, "bad S3 destination \"%.200s\": expected s3://bucket/prefix", spec);
+		err_set(err, "bad S3 destination \"%.200s\": expected s3://bucket/prefix", spec);
 		goto fail;
 	}
 	d->bucket = strndup(b, blen);
@@ -306,7 +307,7 @@ static struct dest *s3_open(const char *spec, const struct dest_conf *c, char **
 			continue;
 		if ((unsigned char)*p < 0x20 || *p == '?' || *p == '#' || *p == '\\') {
 			buf_free(&pre);
-			dest_set_err(err, "bad S3 prefix in \"%.200s\"", spec);
+			err_set(err, "bad S3 prefix in \"%.200s\"", spec);
 			goto fail;
 		}
 		buf_putc(&pre, *p);
@@ -319,7 +320,7 @@ static struct dest *s3_open(const char *spec, const struct dest_conf *c, char **
 	if (!region)
 		region = "us-east-1";
 	if (!*region || strspn(region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(region) || strlen(region) > 40) {
-		dest_set_err(err, "bad S3 region \"%.60s\"", region);
+		err_set(err, "bad S3 region \"%.60s\"", region);
 		goto fail;
 	}
 	d->region = strdup(region);
@@ -330,12 +331,12 @@ static struct dest *s3_open(const char *spec, const struct dest_conf *c, char **
 	secret = c->s3_secret_key ? c->s3_secret_key : first_env("AWS_SECRET_ACCESS_KEY", NULL);
 	token = c->s3_session_token ? c->s3_session_token : first_env("AWS_SESSION_TOKEN", NULL);
 	if (!access || !secret) {
-		dest_set_err(err, "S3 destination s3://%s: no credentials (set AWS_ACCESS_KEY_ID and "
+		err_set(err, "S3 destination s3://%s: no credentials (set AWS_ACCESS_KEY_ID and "
 			     "AWS_SECRET_ACCESS_KEY or configure them)", d->bucket);
 		goto fail;
 	}
 	if (strpbrk(access, ":\r\n") || strpbrk(token ? token : "", "\r\n")) {
-		dest_set_err(err, "S3 destination s3://%s: malformed credentials", d->bucket);
+		err_set(err, "S3 destination s3://%s: malformed credentials", d->bucket);
 		goto fail;
 	}
 	d->access = strdup(access);
@@ -344,7 +345,7 @@ static struct dest *s3_open(const char *spec, const struct dest_conf *c, char **
 
 	d->part_size = c->s3_part_size ? c->s3_part_size : DEFAULT_PART;
 	if (d->part_size < MIN_PART) {
-		dest_set_err(err, "S3 part size %ld is below the S3 minimum of 5 MiB", d->part_size);
+		err_set(err, "S3 part size %ld is below the S3 minimum of 5 MiB", d->part_size);
 		goto fail;
 	}
 
@@ -353,7 +354,7 @@ static struct dest *s3_open(const char *spec, const struct dest_conf *c, char **
 		size_t n = strlen(endpoint);
 
 		if (strncasecmp(endpoint, "http://", 7) && strncasecmp(endpoint, "https://", 8)) {
-			dest_set_err(err, "bad S3 endpoint \"%.200s\": expected an http(s) URL", endpoint);
+			err_set(err, "bad S3 endpoint \"%.200s\": expected an http(s) URL", endpoint);
 			goto fail;
 		}
 		while (n && endpoint[n - 1] == '/')
@@ -371,7 +372,7 @@ static struct dest *s3_open(const char *spec, const struct dest_conf *c, char **
 	}
 	if (!d->bucket || !d->region || !d->sigv4 || !d->access || !d->secret || (token && *token && !d->token) ||
 	    !d->base_url) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		goto fail;
 	}
 	return &d->base;
@@ -411,13 +412,13 @@ static struct dest_file *s3_file_open(struct dest *dd, const char *name, char **
 	struct s3_file *f = calloc(1, sizeof *f);
 
 	if (!f) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return NULL;
 	}
 	if (dest_file_init(&f->base, dd, name, err) < 0)
 		goto fail;
 	if (!(f->key = make_key(S3(dd), name))) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		goto fail;
 	}
 	return &f->base;
@@ -442,7 +443,7 @@ static int create_upload(struct s3_dest *d, struct s3_file *f, char **err)
 	x.method = "POST";
 	x.url = s3_url(d, f->key, "uploads=");
 	if (!x.url) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return -1;
 	}
 	if (s3_send(d, &x, dest_file_content_type(&f->base)) < 0 || !ok2xx(&x)) {
@@ -452,7 +453,7 @@ static int create_upload(struct s3_dest *d, struct s3_file *f, char **err)
 	if (!(f->upload_id = xml_get(buf_str(&x.resp), "UploadId")) || !*f->upload_id) {
 		free(f->upload_id);
 		f->upload_id = NULL;
-		dest_set_err(err, "S3 CreateMultipartUpload s3://%s/%s: no UploadId in the answer", d->bucket, f->key);
+		err_set(err, "S3 CreateMultipartUpload s3://%s/%s: no UploadId in the answer", d->bucket, f->key);
 		goto out;
 	}
 	rc = 0;
@@ -482,12 +483,12 @@ static int upload_part(struct s3_dest *d, struct s3_file *f, char **err)
 	int rc = -1;
 
 	if (f->nparts >= MAX_PARTS) {
-		dest_set_err(err, "S3 UploadPart s3://%s/%s: more than %d parts (raise the part size)",
+		err_set(err, "S3 UploadPart s3://%s/%s: more than %d parts (raise the part size)",
 			     d->bucket, f->key, MAX_PARTS);
 		return -1;
 	}
 	if (!(grown = realloc(f->etags, sizeof *f->etags * (size_t)(f->nparts + 1)))) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return -1;
 	}
 	f->etags = grown;
@@ -500,7 +501,7 @@ static int upload_part(struct s3_dest *d, struct s3_file *f, char **err)
 		goto out;
 	}
 	if (!x.etag || !*x.etag) {
-		dest_set_err(err, "S3 UploadPart s3://%s/%s: no ETag in the answer", d->bucket, f->key);
+		err_set(err, "S3 UploadPart s3://%s/%s: no ETag in the answer", d->bucket, f->key);
 		goto out;
 	}
 	f->etags[f->nparts++] = x.etag;
@@ -593,7 +594,7 @@ static int s3_file_write(struct dest_file *ff, const void *data, size_t len, cha
 	const char *p = data;
 
 	if (f->failed) {
-		dest_set_err(err, "%s", f->failed);
+		err_set(err, "%s", f->failed);
 		return -1;
 	}
 	while (len) {
@@ -607,7 +608,7 @@ static int s3_file_write(struct dest_file *ff, const void *data, size_t len, cha
 			if (cap > (size_t)d->part_size)
 				cap = (size_t)d->part_size;
 			if (!(nb = realloc(f->buf, cap))) {
-				dest_set_err(err, "out of memory");
+				err_set(err, "out of memory");
 				return file_failed(f, err);
 			}
 			f->buf = nb;
@@ -636,7 +637,7 @@ static int s3_file_commit(struct dest_file *ff, char **err)
 	int rc = -1;
 
 	if (f->failed) {
-		dest_set_err(err, "%s", f->failed);
+		err_set(err, "%s", f->failed);
 		goto out;
 	}
 	if (!f->upload_id) {
@@ -672,7 +673,7 @@ static int s3_put(struct dest *dd, const char *name, const void *data, size_t le
 	int rc;
 
 	if (!key) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return -1;
 	}
 	rc = s3_put_object(d, key, data, len, content_type ? content_type : dest_content_type(name), err);
@@ -688,7 +689,7 @@ static int s3_get(struct dest *dd, const char *name, struct buf *out, char **err
 	int rc = -1;
 
 	if (!key) {
-		dest_set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		return -1;
 	}
 	x.method = "GET";
@@ -705,7 +706,7 @@ static int s3_get(struct dest *dd, const char *name, struct buf *out, char **err
 		goto out;
 	}
 	if (x.resp_truncated || x.resp.len > (size_t)DEST_GET_MAX) {
-		dest_set_err(err, "S3 GetObject s3://%s/%s: larger than %ld bytes", d->bucket, key, DEST_GET_MAX);
+		err_set(err, "S3 GetObject s3://%s/%s: larger than %ld bytes", d->bucket, key, DEST_GET_MAX);
 		goto out;
 	}
 	buf_append(out, x.resp.data ? x.resp.data : "", x.resp.len);
@@ -767,7 +768,7 @@ static int s3_remove_all(struct dest *dd, char **err)
 			goto out;
 		}
 		if (x.resp_truncated) {
-			dest_set_err(err, "S3 ListObjectsV2 s3://%s/%s: answer too large", d->bucket, buf_str(&pre));
+			err_set(err, "S3 ListObjectsV2 s3://%s/%s: answer too large", d->bucket, buf_str(&pre));
 			goto out;
 		}
 		/* the answer is kept while its keys are deleted with the same handle */

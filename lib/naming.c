@@ -9,21 +9,6 @@
 
 #define MAX_SLASHES 2
 
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(char **err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return;
-	free(*err);
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-}
-
 static const char *const names[] = { "n", "type", "page", "basename", "exportId", NULL };
 
 /* Index of the placeholder starting at p (after '{'), its length in *len;
@@ -55,20 +40,20 @@ int naming_check(const char *tmpl, char **err)
 	if (!tmpl)
 		tmpl = NAMING_DEFAULT;
 	if (!*tmpl) {
-		set_err(err, "the name template is empty");
+		err_set(err, "the name template is empty");
 		return -1;
 	}
 	if (tmpl[0] == '/' || tmpl[strlen(tmpl) - 1] == '/' || strstr(tmpl, "//")) {
-		set_err(err, "the name template \"%s\" has an empty path segment", tmpl);
+		err_set(err, "the name template \"%s\" has an empty path segment", tmpl);
 		return -1;
 	}
 	for (p = tmpl; *p; p++) {
 		if (*p == '/' && ++slashes > MAX_SLASHES) {
-			set_err(err, "the name template \"%s\" has more than 2 folder levels", tmpl);
+			err_set(err, "the name template \"%s\" has more than 2 folder levels", tmpl);
 			return -1;
 		}
 		if (*p == '}') {
-			set_err(err, "unbalanced '}' in the name template \"%s\"", tmpl);
+			err_set(err, "unbalanced '}' in the name template \"%s\"", tmpl);
 			return -1;
 		}
 		if (*p != '{')
@@ -77,11 +62,11 @@ int naming_check(const char *tmpl, char **err)
 			const char *close = strchr(p + 1, '}');
 
 			if (!close) {
-				set_err(err, "unbalanced '{' in the name template \"%s\"", tmpl);
+				err_set(err, "unbalanced '{' in the name template \"%s\"", tmpl);
 				return -1;
 			}
 			snprintf(word, sizeof word, "%.*s", (int)(close - p - 1 < 30 ? close - p - 1 : 30), p + 1);
-			set_err(err, "unknown placeholder {%s} in the name template "
+			err_set(err, "unknown placeholder {%s} in the name template "
 				     "(known: {n} {type} {page} {basename} {exportId})", word);
 			return -1;
 		}
@@ -165,7 +150,7 @@ char *naming_expand(const char *tmpl, const struct naming_vars *v, char **err)
 		safe = part ? dest_safe_name(part) : NULL;
 		free(part);
 		if (!safe) {
-			set_err(err, "out of memory");
+			err_set(err, "out of memory");
 			buf_free(&out);
 			out.data = NULL;
 			break;

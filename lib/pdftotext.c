@@ -22,21 +22,6 @@
 #define STDERR_KEEP        1024   /* enough for the error line we quote */
 #define CHUNK              65536
 
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(char **err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return;
-	free(*err);
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-}
-
 static long long now_ms(void)
 {
 	struct timespec ts;
@@ -169,7 +154,7 @@ int pdftotext_convert(const struct pdftotext_opts *o, const void *pdf, size_t le
 
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0 ||
 	    pipe2(xp, O_CLOEXEC) < 0) {
-		set_err(err, "pdftotext: cannot create pipes: %s", strerror(errno));
+		err_set(err, "pdftotext: cannot create pipes: %s", strerror(errno));
 		goto out;
 	}
 	/* Writing to a child that quit raises SIGPIPE, which would kill the
@@ -186,7 +171,7 @@ int pdftotext_convert(const struct pdftotext_opts *o, const void *pdf, size_t le
 	deadline = now_ms() + timeout_ms;
 	pid = fork();
 	if (pid < 0) {
-		set_err(err, "pdftotext: cannot fork: %s", strerror(errno));
+		err_set(err, "pdftotext: cannot fork: %s", strerror(errno));
 		goto out;
 	}
 	if (pid == 0)
@@ -231,7 +216,7 @@ int pdftotext_convert(const struct pdftotext_opts *o, const void *pdf, size_t le
 		if (poll(pf, (nfds_t)nfds, left) < 0) {
 			if (errno == EINTR)
 				continue;
-			set_err(err, "pdftotext: poll: %s", strerror(errno));
+			err_set(err, "pdftotext: poll: %s", strerror(errno));
 			goto out;
 		}
 		if (i_in >= 0 && pf[i_in].revents) {
@@ -282,7 +267,7 @@ int pdftotext_convert(const struct pdftotext_opts *o, const void *pdf, size_t le
 			break;
 		}
 		if (w < 0 && errno != EINTR) {
-			set_err(err, "pdftotext: waitpid: %s", strerror(errno));
+			err_set(err, "pdftotext: waitpid: %s", strerror(errno));
 			pid = -1;
 			goto out;
 		}
@@ -302,16 +287,16 @@ int pdftotext_convert(const struct pdftotext_opts *o, const void *pdf, size_t le
 		exec_errno = 0;
 	quote_stderr(&eb, quoted, sizeof quoted);
 	if (exec_errno) {
-		set_err(err, "cannot run %s: %s", prog, strerror(exec_errno));
+		err_set(err, "cannot run %s: %s", prog, strerror(exec_errno));
 	} else if (timed_out) {
-		set_err(err, "pdftotext did not finish within %ld ms and was killed", timeout_ms);
+		err_set(err, "pdftotext did not finish within %ld ms and was killed", timeout_ms);
 	} else if (too_big) {
-		set_err(err, "pdftotext printed more than %zu bytes and was killed", max_out);
+		err_set(err, "pdftotext printed more than %zu bytes and was killed", max_out);
 	} else if (WIFSIGNALED(status)) {
-		set_err(err, "pdftotext was killed by signal %d (%s; a memory or CPU limit?)%s", WTERMSIG(status),
+		err_set(err, "pdftotext was killed by signal %d (%s; a memory or CPU limit?)%s", WTERMSIG(status),
 			strsignal(WTERMSIG(status)), quoted);
 	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		set_err(err, "pdftotext failed with exit status %d%s", WEXITSTATUS(status), quoted);
+		err_set(err, "pdftotext failed with exit status %d%s", WEXITSTATUS(status), quoted);
 	} else {
 		*textlen = ob.len;
 		*text = buf_detach(&ob);   /* "" when it printed nothing */

@@ -24,21 +24,6 @@ struct smart_client {
 	unsigned serial;     /* bumped per new token */
 };
 
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(char **err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return;
-	free(*err);
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-}
-
 static void wipe_free(char *s)
 {
 	if (s) {
@@ -90,7 +75,7 @@ void smart_invalidate(struct smart_client *s)
 /* Transport failure text shared with the export engine's wording. */
 static void conn_err(char **err, const char *url, const struct http_resp *r)
 {
-	set_err(err, "could not connect to provider at %s: %s", url, r->error ? r->error : "unknown error");
+	err_set(err, "could not connect to provider at %s: %s", url, r->error ? r->error : "unknown error");
 }
 
 static json_object *parse_body(const struct http_resp *r)
@@ -161,7 +146,7 @@ static int discover(struct smart_client *s, char **err, int *transient)
 
 	if (asprintf(&wk, "%s/.well-known/smart-configuration", s->base) < 0 ||
 	    asprintf(&md, "%s/metadata", s->base) < 0) {
-		set_err(err, "out of memory");
+		err_set(err, "out of memory");
 		goto out;
 	}
 	rq.url = wk;
@@ -190,12 +175,12 @@ static int discover(struct smart_client *s, char **err, int *transient)
 		goto found;
 	}
 	*transient = wk_status >= 500 || r.status >= 500 || r.status == 429;
-	set_err(err, "SMART authorization failed: no token endpoint found at %s (HTTP %ld) or in %s (HTTP %ld)",
+	err_set(err, "SMART authorization failed: no token endpoint found at %s (HTTP %ld) or in %s (HTTP %ld)",
 		wk, wk_status, md, r.status);
 	goto out;
 found:
 	if (!s->token_url || !url_is_http(s->token_url)) {
-		set_err(err, "SMART authorization failed: the provider's token endpoint \"%s\" is not an http(s) URL", t);
+		err_set(err, "SMART authorization failed: the provider's token endpoint \"%s\" is not an http(s) URL", t);
 		free(s->token_url);
 		s->token_url = NULL;
 		goto out;
@@ -263,7 +248,7 @@ static int request_token(struct smart_client *s, char **err, int *transient)
 	assertion = jose_sign_assertion(a->key, a->alg, a->kid, a->client_id, s->token_url, (long)now,
 					ASSERTION_LIFETIME, &jerr);
 	if (!assertion) {
-		set_err(err, "SMART authorization failed: cannot sign the client assertion: %s",
+		err_set(err, "SMART authorization failed: cannot sign the client assertion: %s",
 			jerr ? jerr : "unknown error");
 		goto out;
 	}
@@ -278,7 +263,7 @@ static int request_token(struct smart_client *s, char **err, int *transient)
 	rq.body_len = form.len;
 	if (http_request(s->conf, &rq, &r) < 0) {
 		*transient = !r.stopped;
-		set_err(err, "SMART authorization failed: could not connect to the token endpoint %s: %s",
+		err_set(err, "SMART authorization failed: could not connect to the token endpoint %s: %s",
 			s->token_url, r.error ? r.error : "unknown error");
 		goto out;
 	}
@@ -290,17 +275,17 @@ static int request_token(struct smart_client *s, char **err, int *transient)
 		clip(code, e1, sizeof e1);
 		clip(desc, e2, sizeof e2);
 		if (code && desc)
-			set_err(err, "SMART authorization failed: %ld %s: %s", r.status, e1, e2);
+			err_set(err, "SMART authorization failed: %ld %s: %s", r.status, e1, e2);
 		else if (code)
-			set_err(err, "SMART authorization failed: %ld %s", r.status, e1);
+			err_set(err, "SMART authorization failed: %ld %s", r.status, e1);
 		else
-			set_err(err, "SMART authorization failed: HTTP %ld from the token endpoint %s",
+			err_set(err, "SMART authorization failed: HTTP %ld from the token endpoint %s",
 				r.status, s->token_url);
 		goto out;
 	}
 	tok = get_str(doc, "access_token");
 	if (!tok || !*tok) {
-		set_err(err, "SMART authorization failed: the token endpoint %s answered without an access_token",
+		err_set(err, "SMART authorization failed: the token endpoint %s answered without an access_token",
 			s->token_url);
 		goto out;
 	}
@@ -343,7 +328,7 @@ const char *smart_token(struct smart_client *s, char **err, int *err_transient)
 		return s->token;
 	smart_invalidate(s);
 	if (!s->auth->key || !s->auth->client_id || !*s->auth->client_id) {
-		set_err(err, "SMART authorization failed: no client_id or private key configured for this provider");
+		err_set(err, "SMART authorization failed: no client_id or private key configured for this provider");
 		goto fail;
 	}
 	if (!s->token_url && discover(s, err, &transient) < 0)

@@ -38,18 +38,6 @@ struct cli {
 	const char *reporter;
 };
 
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(char **err, const char *fmt, ...)
-{
-	va_list ap;
-
-	free(*err);
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-}
-
 static char *read_file(const char *path, char **err)
 {
 	struct buf b = BUF_INIT;
@@ -58,7 +46,7 @@ static char *read_file(const char *path, char **err)
 	FILE *f = fopen(path, "r");
 
 	if (!f) {
-		set_err(err, "cannot read %s: %s", path, strerror(errno));
+		err_set(err, "cannot read %s: %s", path, strerror(errno));
 		return NULL;
 	}
 	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
@@ -133,7 +121,7 @@ static int setup_auth(struct cli *c, char **err)
 		return 0;
 	}
 	if (!client_id || !path) {
-		set_err(err, "SMART authorization needs both --client-id and --private-key");
+		err_set(err, "SMART authorization needs both --client-id and --private-key");
 		return -1;
 	}
 	text = read_file(path, err);
@@ -141,19 +129,19 @@ static int setup_auth(struct cli *c, char **err)
 		goto out;
 	c->key = jose_load_key(text, 1, &c->jwk, &kerr);
 	if (!c->key) {
-		set_err(err, "--private-key %s: %s", path, kerr ? kerr : "not a usable private key");
+		err_set(err, "--private-key %s: %s", path, kerr ? kerr : "not a usable private key");
 		goto out;
 	}
 	if (!alg)
 		alg = json_object_get_string(json_object_object_get(c->jwk, "alg"));
 	if (!alg || !jose_alg_supported(alg)) {
-		set_err(err, "--alg must be one of RS256 RS384 RS512 ES256 ES384 ES512%s",
+		err_set(err, "--alg must be one of RS256 RS384 RS512 ES256 ES384 ES512%s",
 			opt_str(st, O_ALG) ? "" : " (the key names none)");
 		goto out;
 	}
 	fit = jose_pkey_to_jwk(c->key, alg, 0);
 	if (!fit) {
-		set_err(err, "--alg %s does not fit the key in %s", alg, path);
+		err_set(err, "--alg %s does not fit the key in %s", alg, path);
 		goto out;
 	}
 	c->o.auth.client_id = client_id;
@@ -163,7 +151,7 @@ static int setup_auth(struct cli *c, char **err)
 	c->o.auth.scope = opt_str(st, O_SCOPE) ? opt_str(st, O_SCOPE) : opt_default(O_SCOPE);
 	c->o.auth.token_url = opt_str(st, O_TOKEN_URL);
 	if (c->o.auth.token_url && !url_is_http(c->o.auth.token_url)) {
-		set_err(err, "--token-url must be an absolute http(s) URL");
+		err_set(err, "--token-url must be an absolute http(s) URL");
 		goto out;
 	}
 	ret = 0;
@@ -218,22 +206,22 @@ static int setup_export(struct cli *c, char **err)
 	int post = opt_flag(st, O_POST);
 
 	if (!fhir && !status) {
-		set_err(err, "say which server: --fhir-url URL (or --status URL to attach to a running export)");
+		err_set(err, "say which server: --fhir-url URL (or --status URL to attach to a running export)");
 		return -1;
 	}
 	if (fhir && !url_is_http(fhir)) {
-		set_err(err, "--fhir-url must be an absolute http(s) URL, not \"%s\"", fhir);
+		err_set(err, "--fhir-url must be an absolute http(s) URL, not \"%s\"", fhir);
 		return -1;
 	}
 	c->o.kind = EXPORT_DYNAMIC;
 	c->o.fhir_base = fhir;
 	if (status) {
 		if (!url_is_http(status)) {
-			set_err(err, "--status must be an absolute http(s) URL");
+			err_set(err, "--status must be an absolute http(s) URL");
 			return -1;
 		}
 		if (!fhir && !c->o.auth.open && !c->o.auth.token_url) {
-			set_err(err, "--status with SMART authorization needs --fhir-url or --token-url to find the token endpoint");
+			err_set(err, "--status with SMART authorization needs --fhir-url or --token-url to find the token endpoint");
 			return -1;
 		}
 		c->o.status_url = status;
@@ -243,12 +231,12 @@ static int setup_export(struct cli *c, char **err)
 		return 0;
 	}
 	if (opt_str(st, O_GROUP) && opt_flag(st, O_PATIENT_LEVEL)) {
-		set_err(err, "--group and --patient-level are different export levels; give one");
+		err_set(err, "--group and --patient-level are different export levels; give one");
 		return -1;
 	}
 	if (opt_list(st, O_PATIENT)) {
 		if (!opt_str(st, O_GROUP) && !opt_flag(st, O_PATIENT_LEVEL)) {
-			set_err(err, "--patient needs --patient-level or --group (not allowed at system level)");
+			err_set(err, "--patient needs --patient-level or --group (not allowed at system level)");
 			return -1;
 		}
 		post = 1;   /* the IG allows "patient" only in a POST body */
@@ -280,7 +268,7 @@ static int setup_requests(struct cli *c, char **err)
 	c->o.user_agent = opt_str(st, O_USER_AGENT) ? opt_str(st, O_USER_AGENT) : opt_default(O_USER_AGENT);
 	c->o.ca_file = c->dc.ca_file = opt_str(st, O_CA_FILE);
 	if (c->o.ca_file && access(c->o.ca_file, R_OK) < 0) {
-		set_err(err, "--ca-file %s: %s", c->o.ca_file, strerror(errno));
+		err_set(err, "--ca-file %s: %s", c->o.ca_file, strerror(errno));
 		return -1;
 	}
 	c->o.insecure = c->dc.insecure = opt_flag(st, O_INSECURE);
@@ -292,7 +280,7 @@ static int setup_requests(struct cli *c, char **err)
 		for (size_t i = 0; i < n; i++) {
 			c->origins[i] = url_origin(org[i]);
 			if (!c->origins[i] || !url_is_http(org[i])) {
-				set_err(err, "--token-origin \"%s\" is not an http(s) origin such as https://files.example:443",
+				err_set(err, "--token-origin \"%s\" is not an http(s) origin such as https://files.example:443",
 					org[i]);
 				return -1;
 			}
@@ -311,30 +299,30 @@ static int setup_output(struct cli *c, char **err)
 	const char *dest = opt_str(st, O_DESTINATION) ? opt_str(st, O_DESTINATION) : opt_default(O_DESTINATION);
 
 	if (!one_of(pol, policies)) {
-		set_err(err, "--on-invalid must be fail, skip or drop-file, not \"%s\"", pol);
+		err_set(err, "--on-invalid must be fail, skip or drop-file, not \"%s\"", pol);
 		return -1;
 	}
 	c->o.invalid_policy = !strcmp(pol, "fail") ? EXPORT_INVALID_FAIL
 			      : !strcmp(pol, "skip") ? EXPORT_INVALID_SKIP_LINE : EXPORT_INVALID_DROP_FILE;
 	if (tpl && !*tpl) {
-		set_err(err, "--name-template must not be empty");
+		err_set(err, "--name-template must not be empty");
 		return -1;
 	}
 	c->o.name_template = tpl;
 	c->o.save_manifest = opt_flag(st, O_SAVE_MANIFEST);
 	c->o.resume = c->b.resume = opt_flag(st, O_RESUME);
 	if (!*dest) {
-		set_err(err, "--destination must not be empty");
+		err_set(err, "--destination must not be empty");
 		return -1;
 	}
 	if (c->o.resume && !strcmp(dest, "none")) {
-		set_err(err, "--resume needs a destination that keeps state (not none)");
+		err_set(err, "--resume needs a destination that keeps state (not none)");
 		return -1;
 	}
 	c->b.destination = dest;
 	if (m) {
 		if (strcasecmp(m, "PUT") && strcasecmp(m, "POST")) {
-			set_err(err, "--http-method must be PUT or POST, not \"%s\"", m);
+			err_set(err, "--http-method must be PUT or POST, not \"%s\"", m);
 			return -1;
 		}
 		c->http_method = strdup(!strcasecmp(m, "PUT") ? "PUT" : "POST");
@@ -359,14 +347,14 @@ static int setup_reporting(struct cli *c, char **err)
 	if (!r)
 		r = isatty(STDOUT_FILENO) ? "cli" : "text";
 	if (!one_of(r, reporters)) {
-		set_err(err, "--reporter must be cli, text or json, not \"%s\"", r);
+		err_set(err, "--reporter must be cli, text or json, not \"%s\"", r);
 		return -1;
 	}
 	c->reporter = r;
 	if (!ci)
 		ci = isatty(STDIN_FILENO) && isatty(STDERR_FILENO) ? "ask" : "no";
 	if (!one_of(ci, cancels)) {
-		set_err(err, "--cancel-on-interrupt must be ask, yes or no, not \"%s\"", ci);
+		err_set(err, "--cancel-on-interrupt must be ask, yes or no, not \"%s\"", ci);
 		return -1;
 	}
 	c->b.cancel = !strcmp(ci, "yes") ? BD_CANCEL_YES : !strcmp(ci, "no") ? BD_CANCEL_NO : BD_CANCEL_ASK;
@@ -461,7 +449,7 @@ int main(int argc, char **argv)
 	if (!c.export_id)
 		c.export_id = new_export_id();
 	if (!c.export_id) {
-		set_err(&err, "no randomness for an export id");
+		err_set(&err, "no randomness for an export id");
 		goto fatal;
 	}
 	c.o.export_id = c.export_id;
@@ -473,7 +461,7 @@ int main(int argc, char **argv)
 	}
 	c.b.rep = reporter_new(c.reporter, stdout);
 	if (!c.b.rep) {
-		set_err(&err, "out of memory");
+		err_set(&err, "out of memory");
 		goto fatal;
 	}
 	c.o.dest = c.dest;

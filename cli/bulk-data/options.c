@@ -123,18 +123,6 @@ static const struct opt_def DEFS[O_COUNT] = {
 
 #define LONG_BASE 1000
 
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(char **err, const char *fmt, ...)
-{
-	va_list ap;
-
-	free(*err);
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-}
-
 static void list_clear(struct opt_store *st, enum opt_id id)
 {
 	for (size_t i = 0; i < st->nlist[id]; i++)
@@ -207,13 +195,13 @@ static char *slurp(const char *path, char **err)
 	FILE *f = fopen(path, "r");
 
 	if (!f) {
-		set_err(err, "cannot read %s: %s", path, strerror(errno));
+		err_set(err, "cannot read %s: %s", path, strerror(errno));
 		return NULL;
 	}
 	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
 		buf_append(&b, chunk, n);
 	if (ferror(f)) {
-		set_err(err, "cannot read %s: %s", path, strerror(errno));
+		err_set(err, "cannot read %s: %s", path, strerror(errno));
 		fclose(f);
 		buf_free(&b);
 		return NULL;
@@ -255,7 +243,7 @@ static int load_config(struct opt_store *st, const char *path, char **err)
 		goto out;
 	doc = json_tokener_parse_verbose(text, &jerr);
 	if (!doc || !json_object_is_type(doc, json_type_object)) {
-		set_err(err, "config %s: %s", path,
+		err_set(err, "config %s: %s", path,
 			doc ? "must be a JSON object of options" : json_tokener_error_desc(jerr));
 		goto out;
 	}
@@ -264,7 +252,7 @@ static int load_config(struct opt_store *st, const char *path, char **err)
 		const struct opt_def *d;
 
 		if (id < 0 || id == O_CONFIG || id == O_HELP) {
-			set_err(err, "config %s: unknown option \"%s\"", path, key);
+			err_set(err, "config %s: unknown option \"%s\"", path, key);
 			goto out;
 		}
 		d = &DEFS[id];
@@ -272,7 +260,7 @@ static int load_config(struct opt_store *st, const char *path, char **err)
 			continue;   /* null: leave unset */
 		if (d->has_arg == no_argument) {
 			if (!json_object_is_type(val, json_type_boolean)) {
-				set_err(err, "config %s: \"%s\" must be true or false", path, key);
+				err_set(err, "config %s: \"%s\" must be true or false", path, key);
 				goto out;
 			}
 			apply(st, id, json_object_get_boolean(val) ? "1" : NULL, 0);
@@ -280,13 +268,13 @@ static int load_config(struct opt_store *st, const char *path, char **err)
 		}
 		if (json_object_is_type(val, json_type_array)) {
 			if (!(d->flags & OF_LIST)) {
-				set_err(err, "config %s: \"%s\" takes one value, not a list", path, key);
+				err_set(err, "config %s: \"%s\" takes one value, not a list", path, key);
 				goto out;
 			}
 			for (size_t i = 0; i < json_object_array_length(val); i++) {
 				s = scalar_text(json_object_array_get_idx(val, i));
 				if (!s) {
-					set_err(err, "config %s: \"%s\"[%zu] must be a string or number", path, key, i);
+					err_set(err, "config %s: \"%s\"[%zu] must be a string or number", path, key, i);
 					goto out;
 				}
 				apply(st, id, s, 0);
@@ -297,7 +285,7 @@ static int load_config(struct opt_store *st, const char *path, char **err)
 		}
 		s = scalar_text(val);
 		if (!s) {
-			set_err(err, "config %s: \"%s\" must be a string or number%s", path, key,
+			err_set(err, "config %s: \"%s\" must be a string or number%s", path, key,
 				d->flags & OF_LIST ? " (or a list of them)" : "");
 			goto out;
 		}
@@ -362,15 +350,15 @@ int opts_parse(struct opt_store *st, int argc, char **argv, char **err)
 	while ((c = getopt_long(argc, argv, ":H:vh", lo, NULL)) != -1) {
 		if (c == '?') {
 			if (optopt >= LONG_BASE)
-				set_err(err, "option --%s takes no value", DEFS[optopt - LONG_BASE].name);
+				err_set(err, "option --%s takes no value", DEFS[optopt - LONG_BASE].name);
 			else if (optopt)
-				set_err(err, "unknown option -%c", optopt);
+				err_set(err, "unknown option -%c", optopt);
 			else
-				set_err(err, "unknown option %s", argv[optind - 1]);
+				err_set(err, "unknown option %s", argv[optind - 1]);
 			return -1;
 		}
 		if (c == ':') {
-			set_err(err, "option %s needs a value", argv[optind - 1]);
+			err_set(err, "option %s needs a value", argv[optind - 1]);
 			return -1;
 		}
 		id = c >= LONG_BASE ? c - LONG_BASE : short_id(c);
@@ -379,7 +367,7 @@ int opts_parse(struct opt_store *st, int argc, char **argv, char **err)
 		apply(st, id, DEFS[id].has_arg == no_argument ? "1" : optarg, 1);
 	}
 	if (optind < argc) {
-		set_err(err, "unexpected argument \"%s\"", argv[optind]);
+		err_set(err, "unexpected argument \"%s\"", argv[optind]);
 		return -1;
 	}
 	return 0;
@@ -432,13 +420,13 @@ int opt_long(const struct opt_store *st, enum opt_id id, long long min, long lon
 	long long v;
 
 	if (!s) {
-		set_err(err, "--%s needs a value", DEFS[id].name);
+		err_set(err, "--%s needs a value", DEFS[id].name);
 		return -1;
 	}
 	errno = 0;
 	v = strtoll(s, &end, 10);
 	if (errno || end == s || *end || v < min || v > max) {
-		set_err(err, "--%s must be a whole number from %lld to %lld, not \"%s\"", DEFS[id].name, min, max, s);
+		err_set(err, "--%s must be a whole number from %lld to %lld, not \"%s\"", DEFS[id].name, min, max, s);
 		return -1;
 	}
 	*out = v;

@@ -2,23 +2,12 @@
  * Parameters resource built from the options.  The engine sends the same
  * Parameters as a POST body or, for GET, as query parameters. */
 #include "bulk_data.h"
+#include "buf.h"
 #include "url.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(char **err, const char *fmt, ...)
-{
-	va_list ap;
-
-	free(*err);
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-}
 
 /* FHIR id: [A-Za-z0-9-.]{1,64} (also keeps the URL path safe). */
 static int fhir_id_ok(const char *s)
@@ -37,14 +26,14 @@ char *req_kickoff_url(const char *base, const char *group, int patient_level, ch
 	int rc;
 
 	if (!url_is_http(base)) {
-		set_err(err, "--fhir-url must be an absolute http(s) URL, not \"%s\"", base);
+		err_set(err, "--fhir-url must be an absolute http(s) URL, not \"%s\"", base);
 		return NULL;
 	}
 	while (n && base[n - 1] == '/')
 		n--;
 	if (group) {
 		if (!fhir_id_ok(group)) {
-			set_err(err, "--group \"%s\" is not a FHIR id ([A-Za-z0-9-.], at most 64)", group);
+			err_set(err, "--group \"%s\" is not a FHIR id ([A-Za-z0-9-.], at most 64)", group);
 			return NULL;
 		}
 		rc = asprintf(&out, "%.*s/Group/%s/$export", (int)n, base, group);
@@ -144,7 +133,7 @@ json_object *req_parameters(const struct opt_store *st, char **err)
 		char *name;
 
 		if (!eq || eq == l[i]) {
-			set_err(err, "--custom \"%s\" must look like NAME=VALUE", l[i]);
+			err_set(err, "--custom \"%s\" must look like NAME=VALUE", l[i]);
 			json_object_put(params);
 			return NULL;
 		}
@@ -164,12 +153,12 @@ int req_check_header(const char *h, char **err)
 
 	if (!n || h[n] != ':') {
 		/* not echoed: it may be a mistyped credential */
-		set_err(err, "--header values must look like \"Name: value\"");
+		err_set(err, "--header values must look like \"Name: value\"");
 		return -1;
 	}
 	for (const char *p = h + n + 1; *p; p++) {
 		if (*p == '\r' || *p == '\n') {
-			set_err(err, "--header \"%.*s\" has a line break in its value", (int)n, h);
+			err_set(err, "--header \"%.*s\" has a line break in its value", (int)n, h);
 			return -1;
 		}
 	}
