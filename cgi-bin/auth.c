@@ -76,6 +76,21 @@ out:
 	return rc;
 }
 
+int auth_import_visible(struct request *rq, const char *id)
+{
+	PGresult *r = db_q(rq->db,
+			   "SELECT 1 FROM imports WHERE id = $1 AND ($2::text IS NULL OR client_id = $2)"
+			   " AND state <> 'cancelled' AND NOT cancel_requested",
+			   2, id, rq->client_id);
+	int n;
+
+	if (!r)
+		return -1;
+	n = PQntuples(r);
+	PQclear(r);
+	return n == 1;
+}
+
 int auth_admin(struct request *rq, struct reply *rp)
 {
 	if (rq->remote_user)

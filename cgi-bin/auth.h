@@ -1,4 +1,4 @@
-/* Authentication checks used by main.c's dispatch (and nowhere else). */
+/* Authentication and ownership checks: main.c's dispatch and the import handlers. */
 #ifndef AUTH_H
 #define AUTH_H
 #include "request.h"
@@ -12,5 +12,10 @@ int auth_bearer(struct request *rq, struct reply *rp, int allow_none);
 /* Admin pages and registration: Apache authenticated the user (REMOTE_USER).
  * 0 ok, 1 when `rp` holds a 401. */
 int auth_admin(struct request *rq, struct reply *rp);
+
+/* Ownership of an import: 1 when `id` exists, is not cancelled and belongs
+ * to rq->client_id (to anyone in token-less mode, client_id NULL); 0 when
+ * not (answer 404, never 403: no existence leak); -1 on a database error. */
+int auth_import_visible(struct request *rq, const char *id);
 
 #endif

@@ -1,6 +1,7 @@
 /* GET /imports/{id}/outcome.ndjson: the import's outcome entries, one
  * OperationOutcome per line, in the order they were recorded. */
 #include "handlers.h"
+#include "auth.h"
 #include "db.h"
 #include "oo.h"
 #include "web.h"
@@ -16,17 +17,13 @@ int h_outcome(struct request *rq, struct reply *rp)
 		reply_oo(rp, 404, "error", "not-found", "no such import");
 		goto done;
 	}
-	r = db_q(rq->db,
-		 "SELECT 1 FROM imports WHERE id = $1 AND ($2::text IS NULL OR client_id = $2)"
-		 " AND state <> 'cancelled' AND NOT cancel_requested",
-		 2, id, rq->client_id);
-	if (!r)
+	switch (auth_import_visible(rq, id)) {
+	case -1:
 		goto out;
-	if (PQntuples(r) != 1) {
+	case 0:
 		reply_oo(rp, 404, "error", "not-found", "no such import");
 		goto done;
 	}
-	PQclear(r);
 	r = db_q(rq->db,
 		 "SELECT severity, code, file_url, line, diagnostics FROM outcomes WHERE import_id = $1 ORDER BY id",
 		 1, id);

@@ -2,6 +2,7 @@
  * (others and cancelled imports: 404).  Polling faster than half of
  * status_retry_after gets 429. */
 #include "handlers.h"
+#include "auth.h"
 #include "config.h"
 #include "db.h"
 #include "oo.h"
@@ -47,7 +48,7 @@ int h_status(struct request *rq, struct reply *rp)
 	const char *id = rq->path_params[0], *state;
 	char rabuf[32];
 	PGresult *r = NULL;
-	int rc = -1;
+	int rc = -1, visible;
 
 	if (!web_id_ok(id)) {
 		reply_oo(rp, 404, "error", "not-found", "no such import");
@@ -68,13 +69,11 @@ int h_status(struct request *rq, struct reply *rp)
 		goto out;
 	if (PQntuples(r) != 1) {
 		PQclear(r);
-		r = db_q(rq->db,
-			 "SELECT 1 FROM imports WHERE id = $1 AND ($2::text IS NULL OR client_id = $2)"
-			 " AND state <> 'cancelled' AND NOT cancel_requested",
-			 2, id, rq->client_id);
-		if (!r)
+		r = NULL;
+		visible = auth_import_visible(rq, id);
+		if (visible < 0)
 			goto out;
-		if (PQntuples(r) == 1) {
+		if (visible) {
 			reply_oo(rp, 429, "error", "throttled", "polling too fast; wait %s seconds between requests", rabuf);
 			reply_header(rp, "Retry-After", "%s", rabuf);
 		} else {
