@@ -356,89 +356,78 @@ static void ev_status(void *ctx, const char *x_progress)
 	tick(r);
 }
 
-static void ev_manifest(void *ctx, json_object *manifest, struct export_file *files, int nfiles)
+/* A manifest page arrived (the engine already downloads its files while it
+ * polls for the next): record files[first..first+n-1], keeping those an
+ * earlier attempt stored (skip=1). */
+static void ev_files_added(void *ctx, struct export_file *files, int first, int n)
 {
 	struct run *r = ctx;
-	json_object *tt;
-	const char *ttime = NULL, *mtext;
-	char nbuf[16], seq[16], cnt[24];
+	char seq[16], cnt[24], total[16];
+	struct wfile *grown;
 	PGresult *ex = NULL;
-	int i, j, rows, skipped = 0;
+	int i, rows = -1, skipped = 0;
 
-	for (i = 0; i < r->nfiles; i++) {   /* a second manifest replaces the first */
-		free(r->files[i].kind);
-		free(r->files[i].type);
-		free(r->files[i].url);
-		free(r->files[i].dest_path);
-		free(r->files[i].last_error);
-	}
-	free(r->files);
-	r->nfiles = nfiles > 0 ? nfiles : 0;
-	r->files = calloc((size_t)r->nfiles + 1, sizeof *r->files);
-	if (!r->files)
+	grown = realloc(r->files, (size_t)(r->nfiles + n + 1) * sizeof *r->files);
+	if (!grown)
 		abort();
-	for (i = 0; i < r->nfiles; i++) {
-		r->files[i].seq = files[i].seq;
-		r->files[i].kind = xstrdup(files[i].kind);
-		r->files[i].type = xstrdup(files[i].type);
-		r->files[i].url = xstrdup(files[i].url);
-		r->files[i].state = F_PENDING;
+	r->files = grown;
+	memset(r->files + r->nfiles, 0, (size_t)(n + 1) * sizeof *r->files);
+	for (i = first; i < first + n; i++) {
+		struct wfile *f = &r->files[r->nfiles++];
+		f->seq = files[i].seq;
+		f->kind = xstrdup(files[i].kind);
+		f->type = xstrdup(files[i].type);
+		f->url = xstrdup(files[i].url);
+		f->state = F_PENDING;
 	}
 	if (r->lease_lost)
 		return;
-	if (manifest && json_object_object_get_ex(manifest, "transactionTime", &tt) &&
-	    json_object_is_type(tt, json_type_string))
-		ttime = json_object_get_string(tt);
-	mtext = manifest ? json_object_to_json_string_ext(manifest, JSON_C_TO_STRING_PLAIN) : NULL;
-	snprintf(nbuf, sizeof nbuf, "%d", r->nfiles);
+	snprintf(total, sizeof total, "%d", r->nfiles);
 	progress_copy(r->progress, "downloading");
-
 	if (tx_begin(r) < 0)
 		return;
 	rows = ROWS(r->db,
 		    "UPDATE imports SET state = CASE WHEN cancel_requested THEN state ELSE 'downloading' END,"
-		    " manifest = COALESCE($3::jsonb, manifest), transaction_time = COALESCE($4, transaction_time),"
-		    " files_total = $5, updated_at = now() WHERE id = $1 AND worker_id = $2",
-		    r->id, r->wid, mtext, ttime, nbuf);
+		    " files_total = $3, updated_at = now() WHERE id = $1 AND worker_id = $2",
+		    r->id, r->wid, total);
 	if (rows <= 0)
 		goto fail;
-	ex = db_q(r->db, "SELECT seq, url, state, lines, bytes, dest_path, sha256"
-			 " FROM import_files WHERE import_id = $1", 1, r->id);
-	if (!ex)
-		goto fail;
-	for (i = 0; i < r->nfiles; i++) {
-		struct wfile *f = &r->files[i];
+	for (i = first; i < first + n; i++) {
+		struct wfile *f = file_by_seq(r, files[i].seq);
 		const char *eurl = NULL, *estate = NULL;
-		int found = -1;
 
-		for (j = 0; j < PQntuples(ex); j++)
-			if (atoi(db_get(ex, j, "seq")) == f->seq) {
-				found = j;
-				eurl = db_get(ex, j, "url");
-				estate = db_get(ex, j, "state");
-				break;
-			}
-		if (found >= 0 && eurl && !strcmp(eurl, f->url) && estate && !strcmp(estate, "done")) {
+		snprintf(seq, sizeof seq, "%d", f->seq);
+		ex = db_q(r->db, "SELECT url, state, lines, bytes, dest_path, sha256"
+				 " FROM import_files WHERE import_id = $1 AND seq = $2::int", 2, r->id, seq);
+		if (!ex)
+			goto fail;
+		if (PQntuples(ex) == 1) {
+			eurl = db_get(ex, 0, "url");
+			estate = db_get(ex, 0, "state");
+		}
+		if (eurl && !strcmp(eurl, f->url) && estate && !strcmp(estate, "done")) {
 			/* stored by an earlier attempt: keep it */
-			const char *dp = db_get(ex, found, "dest_path"), *sh = db_get(ex, found, "sha256");
+			const char *dp = db_get(ex, 0, "dest_path"), *sh = db_get(ex, 0, "sha256");
 			files[i].skip = 1;
 			f->state = F_DONE;
-			f->lines = atoll(db_get(ex, found, "lines"));
-			f->bytes = atoll(db_get(ex, found, "bytes"));
+			f->lines = atoll(db_get(ex, 0, "lines"));
+			f->bytes = atoll(db_get(ex, 0, "bytes"));
 			f->dest_path = dp ? xstrdup(dp) : NULL;
 			snprintf(f->sha256, sizeof f->sha256, "%s", sh ? sh : "");
 			skipped++;
+			PQclear(ex);
+			ex = NULL;
 			continue;
 		}
-		snprintf(seq, sizeof seq, "%d", f->seq);
 		if (files[i].manifest_count >= 0)
 			snprintf(cnt, sizeof cnt, "%lld", files[i].manifest_count);
 		/* issues reported by an interrupted attempt at this file would be
 		 * reported again by this one */
-		if (found >= 0 && eurl &&
-		    ROWS(r->db, "DELETE FROM outcomes WHERE import_id = $1 AND file_url = $2"
-				" AND severity <> 'information'", r->id, eurl) < 0)
+		if (eurl && ROWS(r->db, "DELETE FROM outcomes WHERE import_id = $1 AND file_url = $2"
+					" AND severity <> 'information'", r->id, eurl) < 0)
 			goto fail;
+		PQclear(ex);
+		ex = NULL;
 		if (ROWS(r->db,
 			 "INSERT INTO import_files (import_id, seq, kind, type, url, manifest_count)"
 			 " VALUES ($1, $2, $3, $4, $5, $6::bigint)"
@@ -449,22 +438,57 @@ static void ev_manifest(void *ctx, json_object *manifest, struct export_file *fi
 			 files[i].manifest_count >= 0 ? cnt : NULL) < 0)
 			goto fail;
 	}
-	/* rows of an earlier, different manifest */
-	if (ROWS(r->db, "DELETE FROM outcomes WHERE import_id = $1 AND severity <> 'information' AND file_url IN"
-			" (SELECT url FROM import_files WHERE import_id = $1 AND seq > $2::int)", r->id, nbuf) < 0 ||
-	    ROWS(r->db, "DELETE FROM import_files WHERE import_id = $1 AND seq > $2::int", r->id, nbuf) < 0)
-		goto fail;
-	PQclear(ex);
 	if (tx_commit(r) < 0)
 		return;
-	log_info("import %s: manifest with %d files%s", r->id, r->nfiles,
-		 skipped ? " (some already stored by an earlier attempt)" : "");
+	log_info("import %s: %d more files (%d in all)%s", r->id, n, r->nfiles,
+		 skipped ? ", some already stored by an earlier attempt" : "");
 	downloading_progress(r);
 	flush(r, 1);
 	return;
 fail:
 	if (ex)
 		PQclear(ex);
+	tx_rollback(r);
+	if (rows == 0)
+		lost(r);
+}
+
+/* The last page is in: keep the merged manifest and drop rows of an
+ * earlier, different manifest.  The files were recorded page by page. */
+static void ev_manifest(void *ctx, json_object *manifest, struct export_file *files, int nfiles)
+{
+	struct run *r = ctx;
+	json_object *tt;
+	const char *ttime = NULL, *mtext;
+	char nbuf[16];
+	int rows = -1;
+
+	(void)files;
+	if (r->lease_lost)
+		return;
+	if (manifest && json_object_object_get_ex(manifest, "transactionTime", &tt) &&
+	    json_object_is_type(tt, json_type_string))
+		ttime = json_object_get_string(tt);
+	mtext = manifest ? json_object_to_json_string_ext(manifest, JSON_C_TO_STRING_PLAIN) : NULL;
+	snprintf(nbuf, sizeof nbuf, "%d", nfiles);
+	if (tx_begin(r) < 0)
+		return;
+	rows = ROWS(r->db,
+		    "UPDATE imports SET manifest = COALESCE($3::jsonb, manifest),"
+		    " transaction_time = COALESCE($4, transaction_time), files_total = $5, updated_at = now()"
+		    " WHERE id = $1 AND worker_id = $2",
+		    r->id, r->wid, mtext, ttime, nbuf);
+	if (rows <= 0)
+		goto fail;
+	if (ROWS(r->db, "DELETE FROM outcomes WHERE import_id = $1 AND severity <> 'information' AND file_url IN"
+			" (SELECT url FROM import_files WHERE import_id = $1 AND seq > $2::int)", r->id, nbuf) < 0 ||
+	    ROWS(r->db, "DELETE FROM import_files WHERE import_id = $1 AND seq > $2::int", r->id, nbuf) < 0)
+		goto fail;
+	if (tx_commit(r) < 0)
+		return;
+	log_info("import %s: manifest complete, %d files", r->id, nfiles);
+	return;
+fail:
 	tx_rollback(r);
 	if (rows == 0)
 		lost(r);
@@ -579,6 +603,7 @@ static const struct export_events EVENTS = {
 	.on_kickoff = ev_kickoff,
 	.on_status = ev_status,
 	.on_manifest = ev_manifest,
+	.on_files_added = ev_files_added,
 	.on_file_start = ev_file_start,
 	.on_file_progress = ev_file_progress,
 	.on_file_done = ev_file_done,

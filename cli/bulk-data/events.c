@@ -241,26 +241,19 @@ static void ev_status(void *ctx, const char *x_progress)
 	emit(b, EV_STATUS, b->x_progress);
 }
 
-static void ev_manifest(void *ctx, json_object *manifest, struct export_file *files, int nfiles)
+/* A manifest page: its files start downloading while later pages are
+ * still produced, so the list grows page by page. */
+static void ev_files_added(void *ctx, struct export_file *files, int first, int n)
 {
 	struct bd *b = ctx;
-	long long expected = 0;
+	struct bd_file *grown = realloc(b->files, (size_t)(b->nfiles + n + 1) * sizeof *b->files);
 
-	/* a second manifest (should not happen) replaces the first */
-	for (int i = 0; i < b->nfiles; i++) {
-		free(b->files[i].kind);
-		free(b->files[i].type);
-		free(b->files[i].url);
-		free(b->files[i].name);
-		free(b->files[i].reason);
-	}
-	free(b->files);
-	b->nfiles = 0;
-	b->files = calloc(nfiles ? (size_t)nfiles : 1, sizeof *b->files);
-	if (!b->files)
+	if (!grown)
 		return;
-	for (int i = 0; i < nfiles; i++) {
-		struct bd_file *f = &b->files[i];
+	b->files = grown;
+	memset(b->files + b->nfiles, 0, (size_t)(n + 1) * sizeof *b->files);
+	for (int i = first; i < first + n; i++) {
+		struct bd_file *f = &b->files[b->nfiles++];
 
 		f->seq = files[i].seq;
 		f->kind = clean_dup(files[i].kind ? files[i].kind : "output");
@@ -268,17 +261,23 @@ static void ev_manifest(void *ctx, json_object *manifest, struct export_file *fi
 		f->url = clean_dup(files[i].url);
 		f->name = files[i].dest_name ? clean_dup(files[i].dest_name) : NULL;
 		f->count = files[i].manifest_count;
-		f->state = files[i].skip ? BF_SKIPPED : BF_WAITING;
-		if (files[i].skip) {
-			f->lines = files[i].lines > 0 ? files[i].lines : 0;
-			f->bytes = files[i].bytes > 0 ? files[i].bytes : 0;
-		}
-		if (expected >= 0)
-			expected = f->count >= 0 ? expected + f->count : -1;
+		f->state = BF_WAITING;
 	}
-	b->nfiles = nfiles;
+	if (!b->t_download)
+		b->t_download = bd_now();
+	tally(b);
+}
+
+/* The last page is in: totals for the ETA, and the manifest event. */
+static void ev_manifest(void *ctx, json_object *manifest, struct export_file *files, int nfiles)
+{
+	struct bd *b = ctx;
+	long long expected = 0;
+
+	(void)files;
+	for (int i = 0; i < b->nfiles && expected >= 0; i++)
+		expected = b->files[i].count >= 0 ? expected + b->files[i].count : -1;
 	b->expected = nfiles && expected > 0 ? expected : -1;
-	b->t_download = bd_now();
 	tally(b);
 	emit(b, EV_MANIFEST, manifest);
 }
@@ -417,6 +416,7 @@ const struct export_events bd_events = {
 	.on_kickoff = ev_kickoff,
 	.on_status = ev_status,
 	.on_manifest = ev_manifest,
+	.on_files_added = ev_files_added,
 	.on_file_start = ev_file_start,
 	.on_file_progress = ev_file_progress,
 	.on_file_done = ev_file_done,

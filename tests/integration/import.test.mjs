@@ -90,6 +90,24 @@ test('attachments are put inline or saved beside the file, per configuration', a
   assert.ok(fs.readFileSync(path.join(VAR, 'data', id, saved[0].url)).equals(pdf), 'large PDF saved byte for byte');
 });
 
+test('downloads of early manifest pages start while later pages are still produced', async () => {
+  const tag = crypto.randomUUID();
+  const { res, body, id, c } = await runImport({ pageSize: 5, partialStatus: 200, polls: 3, tag },
+    [{ name: 'allowPartialManifests', valueBoolean: true }]);
+  assert.equal(res.status, 200, JSON.stringify(body));
+  const stored = storedByType(id);
+  for (const t of fixtureTypes()) assert.ok(stored[t] && stored[t].equals(fixture(t)), `${t} stored exactly`);
+  const prefix = new URL(c.fhirBase).pathname;   // this test's sim config
+  const log = (await provider.log()).filter((e) => e.method === 'GET' && e.path.startsWith(prefix));
+  const firstFile = log.findIndex((e) => e.path.includes('/files/'));
+  const lastPage = log.findLastIndex((e) => e.path.includes('/page/') && e.status === 200);
+  assert.ok(firstFile >= 0 && lastPage >= 0, 'paged export seen');
+  assert.ok(firstFile < lastPage, `first download (#${firstFile}) before the last page (#${lastPage})`);
+  const rows = sql("SELECT count(*), count(DISTINCT seq) FROM import_files WHERE import_id = :'p1' AND state = 'done'", id);
+  assert.equal(rows[0][0], String(fixtureTypes().length));
+  assert.equal(rows[0][1], rows[0][0]);
+});
+
 test('static import reads the manifest and stores the files', async () => {
   const { res, body, id } = await runImport({ types: ['Patient', 'Condition'] },
     [{ name: 'exportType', valueCode: 'static' }], { exportUrl: (c) => c.fhirBase + '/static/manifest.json' });
