@@ -1,8 +1,12 @@
 // POST $import validation, status, cancel and ownership.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import {
-  BASE, startProvider, newClient, importParams, ping, pollStatus, importIdFrom, sql, getToken,
+  ROOT, VAR, BASE, startProvider, newClient, importParams, ping, pollStatus, importIdFrom, sql, getToken,
 } from './harness.mjs';
 
 let provider, client, other;
@@ -131,6 +135,8 @@ test('cancel: 202, the provider export is deleted, files removed, then 404', asy
   const log = await provider.log();
   const path = new URL(statusUrl).pathname;
   assert.ok(log.some((e) => e.method === 'DELETE' && e.path === path), 'DELETE sent to the provider status URL');
+  assert.ok(!fs.existsSync(`${VAR}/data/${id}`) || fs.readdirSync(`${VAR}/data/${id}`).length === 0,
+    'stored files removed (cancel_delete_files)');
 });
 
 test('too many running imports get 429 with Retry-After', async () => {
@@ -156,4 +162,39 @@ test('a fresh token of the same client still sees its import', async () => {
   const token2 = await getToken(client.id, client.key);
   const { res } = await pollStatus(loc, token2);
   assert.equal(res.status, 200);
+});
+
+test('token-less status access works only when the switch is on', async () => {
+  const c = await newClient(provider, { types: ['Device'] });
+  const r = await ping(c, importParams(c.fhirBase + '/$export'));
+  const loc = r.headers.get('content-location');
+  const { res } = await pollStatus(loc, c.token);
+  assert.equal(res.status, 200);
+  // the shared Apache runs with the switch off
+  await expectOO(await fetch(loc), 401);
+  // a second instance of the FastCGI program with the switch on, spoken to
+  // over its own FastCGI socket (libfcgi's cgi-fcgi plays the web server)
+  const sock = path.join(os.tmpdir(), `bulk-import-tokenless-${process.pid}.sock`);
+  fs.rmSync(sock, { force: true });
+  const bin = path.join(ROOT, process.env.BUILD || 'build', 'bin', 'bulk-import.fcgi');
+  const app = spawn(bin, ['-c', path.join(VAR, 'bulk-import.conf'), '-l', sock], {
+    env: { ...process.env, BULK_IMPORT_STATUS_ALLOW_TOKENLESS: 'true' }, stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((res2) => setTimeout(res2, 50));
+    const call = (method, p) => execFileSync('cgi-fcgi', ['-bind', '-connect', sock], {
+      encoding: 'utf8', env: { REQUEST_METHOD: method, PATH_INFO: p, SCRIPT_NAME: '', QUERY_STRING: '',
+        SERVER_NAME: '127.0.0.1', SERVER_PORT: '80', SERVER_PROTOCOL: 'HTTP/1.1', GATEWAY_INTERFACE: 'CGI/1.1' } });
+    const id = importIdFrom(loc);
+    // keep to the advertised polling interval (status_retry_after = 1 in tests)
+    await new Promise((res2) => setTimeout(res2, 1100));
+    const out = call('GET', `/imports/${id}`);
+    assert.match(out, /^Status: 200/, out);
+    const body = JSON.parse(out.slice(out.indexOf('\r\n\r\n') + 4));
+    assert.equal(body.requiresAccessToken, false);
+    const unknown = call('GET', '/imports/no-such-import-id');
+    assert.match(unknown, /^Status: 404/, unknown);
+  } finally {
+    app.kill('SIGTERM');
+    fs.rmSync(sock, { force: true });
+  }
 });
