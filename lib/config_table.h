@@ -63,4 +63,10 @@ X(STR,  inline_attachment_types, "",                                           \
 X(INT,  inline_attachment_max, "1048576", "Largest attachment put inline, in bytes; larger ones are saved under attachments/.") \
 X(BOOL, pdf_to_text, "false", "Convert inline PDF attachments to text/plain with pdftotext (sandboxed child process).") \
 X(STR,  token_origins, "",                                                     \
-  "Comma-separated extra origins (scheme://host:port) allowed to receive the provider's bearer token, e.g. a file server of the provider.")
+  "Comma-separated extra origins (scheme://host:port) allowed to receive the provider's bearer token, e.g. a file server of the provider.") \
+X(STR,  provider_headers, "",                                                  \
+  "Extra request headers for providers, separated by '|' (e.g. `X-Tenant: a|X-Trace: on`); sent on kick-off, status, downloads and attachments, only to the provider's FHIR origin.") \
+X(STR,  ca_file, "", "CA bundle used to verify providers' TLS certificates (empty: the system's).") \
+X(BOOL, tls_insecure, "false", "Do not verify providers' TLS certificates (testing only).") \
+X(STR,  http_proxy, "", "Proxy for requests to providers (libcurl syntax, e.g. http://proxy:3128).") \
+X(BOOL, kickoff_lenient, "false", "Send Prefer: handling=lenient with kick-off requests.")

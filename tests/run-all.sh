@@ -41,6 +41,7 @@ export_deadline = 120
 http_retries = 2
 inline_attachment_types = image/jpeg, application/pdf
 inline_attachment_max = 100000
+provider_headers = X-Consumer-Test: yes
 CONF
 export BULK_IMPORT_TEST=1
 trap 'sh scripts/services.sh stop "$VAR" >/dev/null 2>&1; rm -f "$log"' EXIT INT TERM

@@ -798,7 +798,7 @@ static void run(struct wslot *s, const char *id, int cleanup)
 	PGresult *row = NULL;
 	json_object *params = NULL, *manifest = NULL;
 	const char *v, *status_url, *state;
-	char *err = NULL, **token_origins = NULL, **inline_types = NULL;
+	char *err = NULL, **token_origins = NULL, **inline_types = NULL, **headers = NULL;
 	int rc, dynamic, cancel_requested;
 	long attempts;
 
@@ -926,6 +926,12 @@ static void run(struct wslot *s, const char *id, int cleanup)
 		: !strcmp(v, "fail") ? EXPORT_INVALID_FAIL : EXPORT_INVALID_DROP_FILE;
 	o.save_manifest = r.cfg->save_manifest;
 	o.resume = r.cfg->resume_downloads;
+	headers = strlist_split(r.cfg->provider_headers, '|');
+	o.extra_headers = (const char *const *)headers;
+	o.ca_file = *r.cfg->ca_file ? r.cfg->ca_file : NULL;
+	o.insecure = r.cfg->tls_insecure;
+	o.proxy = *r.cfg->http_proxy ? r.cfg->http_proxy : NULL;
+	o.lenient = r.cfg->kickoff_lenient;
 	token_origins = strlist_split(r.cfg->token_origins, ',');
 	o.token_origins = (const char *const *)token_origins;
 	inline_types = strlist_split(r.cfg->inline_attachment_types, ',');
@@ -982,6 +988,7 @@ out:
 	free(r.files);
 	strlist_free(token_origins);
 	strlist_free(inline_types);
+	strlist_free(headers);
 	if (params)
 		json_object_put(params);
 	if (manifest)

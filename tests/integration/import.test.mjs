@@ -136,6 +136,10 @@ test('kick-off parameters are passed through to the provider', async () => {
   const kick = log.find((e) => e.method === 'POST' && e.path.endsWith('/$export'));
   assert.ok(kick, 'POST kick-off seen');
   assert.equal(kick.headers.prefer, 'respond-async');
+  // provider_headers (tests/run-all.sh) go with every request to the provider
+  const mine = log.filter((e) => e.path.startsWith(new URL(kick.path, provider.origin).pathname.split('/fhir')[0]));
+  assert.ok(mine.filter((e) => e.path.includes('/files/') || e.path.includes('$export'))
+    .every((e) => e.headers['x-consumer-test'] === 'yes'), 'configured headers sent');
   assert.match(kick.headers.accept, /application\/fhir\+json/);
   const sent = kick.body.parameter;
   for (const p of params) assert.ok(sent.some((s) => JSON.stringify(s) === JSON.stringify(p)), JSON.stringify(p));
