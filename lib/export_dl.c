@@ -1119,6 +1119,7 @@ int xdl_all(struct run *r)
 	int par = r->o->parallelism > 0 ? r->o->parallelism : 4;
 	long long now;
 	long wait;
+	int ended;
 
 	if (json_object_object_get_ex(r->manifest, "requiresAccessToken", &v))
 		want_token = json_object_get_boolean(v);
@@ -1162,6 +1163,7 @@ int xdl_all(struct run *r)
 		if (!left && !r->pg.next)
 			break;
 		curl_multi_perform(m, &running);
+		ended = 0;
 		while ((msg = curl_multi_info_read(m, &running))) {
 			struct dl *d = NULL;
 
@@ -1171,6 +1173,7 @@ int xdl_all(struct run *r)
 			curl_multi_remove_handle(m, msg->easy_handle);
 			d->st = DL_WAITING;   /* dl_ended moves it on */
 			dl_ended(d, msg->data.result);
+			ended++;
 		}
 		if (r->fatal)
 			goto out;
@@ -1186,6 +1189,8 @@ int xdl_all(struct run *r)
 				continue;   /* start the new files at once */
 		}
 		xst_save(r, 0);
+		if (ended)
+			continue;   /* a slot came free: start the next file now, not after a poll */
 		wait = 200;
 		if (r->pg.next && r->pg.not_before - xp_now_ms() < wait)
 			wait = r->pg.not_before - xp_now_ms() > 0 ? (long)(r->pg.not_before - xp_now_ms()) : 0;
