@@ -1,6 +1,7 @@
 #include "buf.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 /* Allocation failure is not recoverable in any caller; abort loudly. */
@@ -107,4 +108,30 @@ void err_set(char **err, const char *fmt, ...)
 	if (vasprintf(err, fmt, ap) < 0)
 		*err = NULL;
 	va_end(ap);
+}
+
+char *buf_read_file(const char *path, char **err)
+{
+	struct buf b = BUF_INIT;
+	char chunk[8192];
+	size_t n;
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		err_set(err, "cannot read %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		buf_append(&b, chunk, n);
+	explicit_bzero(chunk, sizeof chunk);
+	if (ferror(f)) {
+		err_set(err, "cannot read %s: %s", path, strerror(errno));
+		fclose(f);
+		if (b.data)
+			explicit_bzero(b.data, b.cap);
+		buf_free(&b);
+		return NULL;
+	}
+	fclose(f);
+	return buf_detach(&b);
 }

@@ -26,6 +26,10 @@ const char *buf_str(const struct buf *b);
 
 /* Replaces *err (freed first) with a malloc'd formatted message; does
  * nothing when err is NULL.  The caller owns and frees *err. */
+/* Whole file as a NUL-terminated malloc'd string (caller frees), or NULL
+ * with *err.  The stack buffer is wiped: key files pass through here. */
+char *buf_read_file(const char *path, char **err);
+
 void err_set(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -38,24 +38,6 @@ struct cli {
 	const char *reporter;
 };
 
-static char *read_file(const char *path, char **err)
-{
-	struct buf b = BUF_INIT;
-	char chunk[4096];
-	size_t n;
-	FILE *f = fopen(path, "r");
-
-	if (!f) {
-		err_set(err, "cannot read %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		buf_append(&b, chunk, n);
-	fclose(f);
-	OPENSSL_cleanse(chunk, sizeof chunk);
-	return buf_detach(&b);
-}
-
 /* 16 hex digits from the CSPRNG (malloc'd). */
 static char *new_export_id(void)
 {
@@ -124,7 +106,7 @@ static int setup_auth(struct cli *c, char **err)
 		err_set(err, "SMART authorization needs both --client-id and --private-key");
 		return -1;
 	}
-	text = read_file(path, err);
+	text = buf_read_file(path, err);
 	if (!text)
 		goto out;
 	c->key = jose_load_key(text, 1, &c->jwk, &kerr);

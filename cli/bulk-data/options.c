@@ -187,29 +187,6 @@ static void apply(struct opt_store *st, enum opt_id id, const char *v, int from_
 	st->val[id] = v ? strdup(v) : NULL;
 }
 
-static char *slurp(const char *path, char **err)
-{
-	struct buf b = BUF_INIT;
-	char chunk[8192];
-	size_t n;
-	FILE *f = fopen(path, "r");
-
-	if (!f) {
-		err_set(err, "cannot read %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		buf_append(&b, chunk, n);
-	if (ferror(f)) {
-		err_set(err, "cannot read %s: %s", path, strerror(errno));
-		fclose(f);
-		buf_free(&b);
-		return NULL;
-	}
-	fclose(f);
-	return buf_detach(&b);
-}
-
 static int find_def(const char *name)
 {
 	for (int i = 0; i < O_COUNT; i++)
@@ -236,7 +213,7 @@ static int load_config(struct opt_store *st, const char *path, char **err)
 {
 	enum json_tokener_error jerr = json_tokener_success;
 	json_object *doc = NULL;
-	char *text = slurp(path, err), *s = NULL;
+	char *text = buf_read_file(path, err), *s = NULL;
 	int ret = -1;
 
 	if (!text)

@@ -22,21 +22,6 @@ static void usage(FILE *f)
 		"  --scope SCOPE      default system/*.read\n");
 }
 
-static char *slurp(const char *path)
-{
-	struct buf b = BUF_INIT;
-	char chunk[4096];
-	size_t n;
-	FILE *f = fopen(path, "r");
-
-	if (!f)
-		return NULL;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		buf_append(&b, chunk, n);
-	fclose(f);
-	return buf_detach(&b);
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -71,9 +56,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	text = slurp(key_path);
+	text = buf_read_file(key_path, &err);
 	if (!text) {
-		perror(key_path);
+		fprintf(stderr, "bulk-import-token: %s\n", err);
 		goto out;
 	}
 	key = jose_load_key(text, 1, &jwk, &err);
