@@ -10,7 +10,7 @@
 
 const struct config *CFG;
 
-enum ctype { T_STR, T_INT, T_BOOL };
+enum ctype { T_STR, T_INT, T_BOOL, T_ENUM };
 
 struct key {
 	const char *name;
@@ -34,6 +34,21 @@ static int set(struct config *c, const struct key *k, const char *val, char **er
 	long n;
 
 	switch (k->type) {
+	case T_ENUM: {   /* def is "first|second|...": the value must be one of them */
+		size_t vlen = strlen(val);
+		const char *p = k->def;
+
+		for (;;) {
+			const char *bar = strchr(p, '|');
+			size_t len = bar ? (size_t)(bar - p) : strlen(p);
+			if (len == vlen && !strncmp(p, val, vlen))
+				break;
+			if (!bar)
+				return -1;
+			p = bar + 1;
+		}
+	}
+	/* fall through */
 	case T_STR: {
 		char **p = (char **)((char *)c + k->off);
 		free(*p);
@@ -59,6 +74,13 @@ static int set(struct config *c, const struct key *k, const char *val, char **er
 		return 0;
 	}
 	return -1;
+}
+
+/* The default of an ENUM key is its first choice. */
+static const char *first_choice(const char *choices, char *out, size_t size)
+{
+	snprintf(out, size, "%.*s", (int)strcspn(choices, "|"), choices);
+	return out;
 }
 
 static const struct key *find(const char *name)
@@ -138,12 +160,14 @@ int config_load(const char *path, char **err)
 	char envname[128];
 	const char *v;
 	size_t i, j;
+	char buf_[64];
 
 	*err = NULL;
 	if (!c)
 		return -1;
 	for (i = 0; i < NKEYS; i++)
-		if (set(c, &keys[i], keys[i].def, err) < 0)
+		if (set(c, &keys[i], keys[i].type == T_ENUM ? first_choice(keys[i].def, buf_, sizeof buf_) : keys[i].def,
+			err) < 0)
 			return fail(err, "built-in default of %s is invalid", keys[i].name);
 	if (!path)
 		path = getenv("BULK_IMPORT_CONFIG");
@@ -168,12 +192,22 @@ bad:
 
 void config_write_doc(FILE *out)
 {
-	static const char *tn[] = { "string", "integer", "boolean" };
+	static const char *tn[] = { "string", "integer", "boolean", "one of" };
+	char first[64];
 	size_t i;
 
 	fprintf(out, "| key | type | default | description |\n|---|---|---|---|\n");
-	for (i = 0; i < NKEYS; i++)
+	for (i = 0; i < NKEYS; i++) {
+		const char *def = keys[i].def;
+
+		if (keys[i].type == T_ENUM) {
+			fprintf(out, "| `%s` | one of `", keys[i].name);
+			for (const char *p = def; *p; p++)
+				fputs(*p == '|' ? "`, `" : (char[]){ *p, 0 }, out);
+			fprintf(out, "` | `%s` | %s |\n", first_choice(def, first, sizeof first), keys[i].desc);
+			continue;
+		}
 		fprintf(out, "| `%s` | %s | %s%s%s | %s |\n", keys[i].name, tn[keys[i].type],
-		        *keys[i].def ? "`" : "", *keys[i].def ? keys[i].def : "(empty)",
-		        *keys[i].def ? "`" : "", keys[i].desc);
+		        *def ? "`" : "", *def ? def : "(empty)", *def ? "`" : "", keys[i].desc);
+	}
 }

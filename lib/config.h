@@ -6,6 +6,7 @@
 #include "config_table.h"
 
 #define CFG_STR  char *
+#define CFG_ENUM char *   /* one of the choices listed in its default, "a|b|c" (a is the default) */
 #define CFG_INT  long
 #define CFG_BOOL int
 #define CFG_FIELD(type, name, def, desc) CFG_##type name;

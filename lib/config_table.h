@@ -1,12 +1,12 @@
 /* The one list of configuration keys: X(type, name, default, description).
- * Types: STR, INT, BOOL.  `bulk-import-config --doc` turns this into the
+ * Types: STR, INT, BOOL, ENUM (default "a|b|c": one of these, a by default).  `bulk-import-config --doc` turns this into the
  * README's configuration reference, so describe each key for a user. */
 #define CONFIG_TABLE(X)                                                        \
 X(STR,  base_url, "http://127.0.0.1:8080",                                     \
   "Public base URL of the consumer; status, outcome and token URLs are built from it and it is the `aud` required in client assertions.") \
 X(STR,  db_conninfo, "dbname=bulk_import",                                     \
   "libpq connection string for PostgreSQL.")                                   \
-X(STR,  log_level, "info", "Log level: debug, info, warn or error.")           \
+X(ENUM, log_level, "info|debug|warn|error", "How much the programs log.")        \
 X(STR,  consumer_jwks_file, "",                                                \
   "JWKS file with the consumer's public keys, served at /jwks for providers.") \
 X(STR,  consumer_private_key_file, "",                                         \
@@ -49,10 +49,10 @@ X(STR,  token_default_scope, "system/*.write",                                 \
   "Scope granted by /auth/token when a client's token request names none.") \
 X(STR,  s3_region, "", "S3 region for an s3:// storage_dir (empty: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1).") \
 X(STR,  s3_endpoint, "", "S3 endpoint URL for S3-compatible stores (path-style requests); empty: AWS.") \
-X(STR,  http_destination_method, "PUT", "PUT or POST, for an http(s):// storage_dir.") \
+X(ENUM, http_destination_method, "PUT|POST", "Request method for an http(s):// storage_dir.") \
 X(STR,  name_template, "{n}.{type}.ndjson",                                   \
   "Stored file names; {n} sequence, {type}, {page} manifest page, {basename} of the file URL, {exportId}. Nothing from the provider can leave the import folder.") \
-X(STR,  invalid_policy, "drop-file",                                           \
+X(ENUM, invalid_policy, "drop-file|skip|fail",                                \
   "A file with invalid lines: drop-file (not stored, errors in the outcome, other files go on), skip (store it without the invalid lines, each one in the outcome) or fail (fail the import).") \
 X(BOOL, save_manifest, "true",                                                 \
   "When every file of an import is stored, write manifest.json last with each file's destination, size, SHA-256 and line count.") \
