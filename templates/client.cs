@@ -10,7 +10,7 @@
 <dt>Authentication</dt><dd>SMART Backend Services: client_credentials with a private_key_jwt assertion (RS256/384/512, ES256/384/512), scope system/*.write</dd>
 <dt>SMART configuration</dt><dd><code><?cs var:Hand.SmartConfig ?></code></dd>
 </dl>
-<p class="hint">For pulling data this server is registered at the provider as <code><?cs alt:Client.provider_client_id ?>(no client_id: open access)<?cs /alt ?></code>, with the key set at <code><?cs var:Hand.JwksUrl ?></code>.</p>
+<p class="hint">For pulling data this server is registered at the provider as <code><?cs if:Client.provider_client_id ?><?cs var:Client.provider_client_id ?><?cs else ?>(no client_id: open access)<?cs /if ?></code>, with the key set at <code><?cs var:Hand.JwksUrl ?></code>.</p>
 </section>
 
 <section aria-labelledby="h-settings">
@@ -18,8 +18,8 @@
 <dl class="facts">
 <dt>Provider FHIR base URL</dt><dd><code><?cs var:Client.fhir_base_url ?></code></dd>
 <dt>Provider authentication</dt><dd><?cs var:Client.provider_auth ?></dd>
-<dt>Consumer's client_id at the provider</dt><dd><?cs alt:Client.provider_client_id ?>none<?cs /alt ?></dd>
-<dt>Scope</dt><dd><?cs alt:Client.scope ?>server default<?cs /alt ?></dd>
+<dt>Consumer's client_id at the provider</dt><dd><?cs if:Client.provider_client_id ?><?cs var:Client.provider_client_id ?><?cs else ?>none<?cs /if ?></dd>
+<dt>Scope</dt><dd><?cs if:Client.scope ?><?cs var:Client.scope ?><?cs else ?>server default<?cs /if ?></dd>
 <dt>Kick-off method</dt><dd><?cs var:Client.kickoff_method ?></dd>
 <dt>Created</dt><dd><?cs var:Client.created ?></dd>
 <dt>Changed</dt><dd><?cs var:Client.updated ?></dd>

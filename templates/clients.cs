@@ -22,7 +22,7 @@
 <td><code><?cs var:c.fhir_base_url ?></code></td>
 <td><?cs var:c.key_source ?></td>
 <td><?cs var:c.created ?></td>
-<td><?cs alt:c.last_import ?>never<?cs /alt ?></td>
+<td><?cs if:c.last_import ?><?cs var:c.last_import ?><?cs else ?>never<?cs /if ?></td>
 <td><?cs call:client_state(c.enabled) ?></td>
 </tr>
 <?cs /each ?>

@@ -24,10 +24,10 @@
 <dt>Throughput</dt><dd><?cs var:Import.throughput ?></dd>
 <dt>Created</dt><dd><?cs var:Import.created ?></dd>
 <dt>Started</dt><dd><?cs var:Import.started ?></dd>
-<dt>Finished</dt><dd><?cs alt:Raw.finished ?>–<?cs /alt ?></dd>
+<dt>Finished</dt><dd><?cs if:Raw.finished ?><?cs var:Raw.finished ?><?cs else ?>–<?cs /if ?></dd>
 <dt>Duration</dt><dd><?cs var:Import.duration ?></dd>
 <?cs if:Raw.transaction_time ?><dt>Transaction time</dt><dd><?cs var:Raw.transaction_time ?></dd><?cs /if ?>
-<dt>Worker</dt><dd><?cs alt:Raw.worker_id ?>none<?cs /alt ?><?cs if:Raw.lease_until ?> (lease until <?cs var:Raw.lease_until ?>)<?cs /if ?>, <?cs var:Raw.attempts ?> attempt<?cs if:Raw.attempts != 1 ?>s<?cs /if ?></dd>
+<dt>Worker</dt><dd><?cs if:Raw.worker_id ?><?cs var:Raw.worker_id ?><?cs else ?>none<?cs /if ?><?cs if:Raw.lease_until ?> (lease until <?cs var:Raw.lease_until ?>)<?cs /if ?>, <?cs var:Raw.attempts ?> attempt<?cs if:Raw.attempts != 1 ?>s<?cs /if ?></dd>
 </dl>
 <?cs if:Raw.params ?><details><summary>Kick-off parameters</summary><pre><?cs var:Raw.params ?></pre></details><?cs /if ?>
 

@@ -20,5 +20,7 @@ done
 # the README's configuration reference is generated from the config table
 if out=$(sh "$(dirname "$0")/../scripts/config-doc.sh" --check); then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 echo "$out"
+if out=$(sh "$(dirname "$0")/../scripts/check-templates.sh"); then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+echo "$out"
 echo "unit: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
