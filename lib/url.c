@@ -160,6 +160,17 @@ static int dot_segment(const char *s, size_t n)
 	return dots <= 2;
 }
 
+/* Escapes a server may decode before it resolves the path: an encoded '/'
+ * or '\\' turns "..%2f" into a real parent step, and "%25" hides a second
+ * round of encoding.  Below the base none of them has a legitimate use. */
+static int risky_escape(const char *s)
+{
+	for (; *s; s++)
+		if (*s == '%' && (!strncasecmp(s, "%2f", 3) || !strncasecmp(s, "%5c", 3) || !strncmp(s, "%25", 3)))
+			return 1;
+	return 0;
+}
+
 int url_is_under(const char *url, const char *base)
 {
 	CURLU *hu = parse(url), *hb = parse(base);
@@ -188,14 +199,15 @@ int url_is_under(const char *url, const char *base)
 	rest = pu + bl;
 	if (*rest && *rest != '/')
 		goto out;           /* "/fhirx" is not below "/fhir" */
-	if (strchr(rest, '\\'))
+	if (strchr(rest, '\\') || risky_escape(rest))
 		goto out;
 	for (seg = rest; *seg; ) {
 		size_t n;
 
 		seg++;              /* skip '/' */
 		n = strcspn(seg, "/");
-		if (dot_segment(seg, n))
+		/* "..;/x": some servers drop ";params" before resolving dots */
+		if (dot_segment(seg, strcspn(seg, "/;")) || dot_segment(seg, n))
 			goto out;
 		seg += n;
 	}

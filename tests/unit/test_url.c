@@ -1,4 +1,5 @@
 #include "t.h"
+#include <stdio.h>
 #include "url.h"
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,21 @@ int main(void)
 	T_CHECK(url_is_under("http://h/fhir/$export", "http://h/fhir"), "under: child");
 	T_CHECK(url_is_under("http://h/fhir?x", "http://h/fhir"), "under: query");
 	T_CHECK(url_is_under("http://h/fhir", "http://h/fhir"), "under: itself");
+	{
+		/* encodings a server may decode before resolving dots */
+		static const char *const escapes[] = {
+			"https://e/fhir/..%2fadmin", "https://e/fhir/%2e%2e%2fadmin", "https://e/fhir/x%2f..%2f..%2fadmin",
+			"https://e/fhir/..%5cadmin", "https://e/fhir/%2E%2E%5Cadmin", "https://e/fhir/..;/admin",
+			"https://e/fhir/%252e%252e/admin", "https://e/fhir/a/..%2F..%2Fb", "https://e/fhir/.;x/../../y",
+		};
+		for (size_t i = 0; i < sizeof escapes / sizeof *escapes; i++) {
+			char name[160];
+			snprintf(name, sizeof name, "under: refuses %s", escapes[i]);
+			T_CHECK(!url_is_under(escapes[i], "https://e/fhir"), name);
+		}
+		T_CHECK(url_is_under("https://e/fhir/Group/a%20b/$export?_type=Patient", "https://e/fhir"),
+			"under: ordinary escapes still fine");
+	}
 	T_CHECK(url_is_under("http://h/fhir/Patient/$export", "http://h/fhir/"), "under: base with slash");
 	T_CHECK(url_is_under("http://h:80/fhir/x", "http://H/fhir"), "under: normalised origin");
 	T_CHECK(!url_is_under("http://h/fhirx/$export", "http://h/fhir"), "not under: prefix without boundary");
