@@ -277,17 +277,37 @@ static int reserved(const char *name)
 	return !strcmp(name, XSTATE_NAME) || !strcmp(name, XMANIFEST_NAME);
 }
 
-/* Makes names[i] unique among the names given so far (taken: a set). */
+/* Makes a name unique among the names given so far (taken: a set): first
+ * "<stem>-<seq>", then "<stem>-<seq>-<k>".  Never hands out a taken name:
+ * two files under one name would lose one of them.  NULL when no free name
+ * is found (the caller fails the file). */
 static char *unique_name(char *name, int seq, json_object *taken)
 {
-	int tries = 0;
+	char *base, *cand = NULL;
+	int k;
 
-	while (name && (reserved(name) || json_object_object_get_ex(taken, name, NULL)) && tries++ < 5) {
-		char *other = naming_uniquify(name, seq);
-
-		free(name);
-		name = other;
+	if (!name || (!reserved(name) && !json_object_object_get_ex(taken, name, NULL)))
+		goto ok;
+	base = naming_uniquify(name, seq);
+	free(name);
+	name = NULL;
+	for (k = 1; base && k <= 10000; k++) {
+		if (!reserved(base) && !json_object_object_get_ex(taken, base, NULL)) {
+			name = base;
+			base = NULL;
+			break;
+		}
+		free(cand);
+		cand = naming_uniquify(base, k);
+		if (cand && !reserved(cand) && !json_object_object_get_ex(taken, cand, NULL)) {
+			name = cand;
+			cand = NULL;
+			break;
+		}
 	}
+	free(base);
+	free(cand);
+ok:
 	if (name)
 		json_object_object_add(taken, name, NULL);
 	return name;

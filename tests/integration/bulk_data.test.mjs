@@ -677,3 +677,38 @@ test('--destination s3://bucket/prefix stores objects', { skip: !S3_READY && 's3
     s3.stop();
   }
 });
+
+test('names that collide after uniquifying never overwrite each other', async () => {
+  // a server whose file basenames anticipate the "-<n>" suffixes
+  const http = await import('node:http');
+  const names = ['a.ndjson', 'a-7.ndjson', 'a-7-7.ndjson', 'a-7-7-7.ndjson', 'a-7-7-7-7.ndjson',
+    'a-7-7-7-7-7.ndjson', 'a.ndjson'];
+  const body = (i) => Array.from({ length: i + 1 }, (_, k) => JSON.stringify({ resourceType: 'Patient', id: `f${i}-${k}` }) + '\n').join('');
+  const server = http.createServer((req, res) => {
+    const base = `http://127.0.0.1:${server.address().port}`;
+    if (req.url.includes('$export')) { res.writeHead(202, { 'content-location': `${base}/status` }); return res.end(); }
+    if (req.url === '/status') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ transactionTime: '2024-01-01T00:00:00Z', request: `${base}/$export`,
+        requiresAccessToken: false, output: names.map((n, i) => ({ type: 'Patient', url: `${base}/d${i}/${n}` })), error: [] }));
+    }
+    const m = /^\/d(\d+)\//.exec(req.url);
+    if (m) { res.writeHead(200, { 'content-type': 'application/fhir+ndjson' }); return res.end(body(Number(m[1]))); }
+    res.writeHead(404); res.end();
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const dir = tmpDir();
+    const r = await runBulk(['--fhir-url', `http://127.0.0.1:${server.address().port}`, '--destination', dir,
+      '--name-template', '{basename}', '--parallel', '1', '--save-manifest']);
+    assert.equal(r.code, 0, r.out);
+    const stored = fs.readdirSync(dir).filter((n) => n.endsWith('.ndjson'));
+    assert.equal(stored.length, names.length, stored.join(' '));
+    const lines = stored.map((n) => fs.readFileSync(path.join(dir, n), 'utf8').split('\n').filter(Boolean).length);
+    assert.equal(lines.reduce((a, b) => a + b, 0), names.reduce((a, _, i) => a + i + 1, 0), 'every resource kept');
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+    assert.equal(new Set(manifest.output.map((e) => e.destination)).size, names.length, 'distinct destinations');
+  } finally {
+    server.close();
+  }
+});
