@@ -53,7 +53,9 @@ int auth_bearer(struct request *rq, struct reply *rp, int allow_none)
 	if (!b64token(tok))
 		return deny(rp, "invalid_token", "login", "malformed access token");
 	hash = web_sha256_hex(tok);
-	r = db_q(rq->db, "SELECT client_id, scope, expires_at > now() AS live FROM access_tokens WHERE token_sha256 = $1",
+	/* a disabled client's tokens stop working at once, not at their expiry */
+	r = db_q(rq->db, "SELECT t.client_id, t.scope, t.expires_at > now() AND c.enabled AS live"
+			 "  FROM access_tokens t JOIN clients c ON c.id = t.client_id WHERE t.token_sha256 = $1",
 		 1, hash);
 	if (!r)
 		goto out;
@@ -74,6 +76,28 @@ out:
 	PQclear(r);
 	free(hash);
 	return rc;
+}
+
+int auth_scope_can_write(const char *scope)
+{
+	const char *p = scope;
+
+	while (p && *p) {
+		size_t n = strcspn(p, " ");
+		const char *dot = memchr(p, '.', n);
+
+		if (n > 7 && !strncmp(p, "system/", 7) && dot) {
+			const char *perm = dot + 1;
+			size_t pl = n - (size_t)(perm - p);
+			if ((pl == 5 && !strncmp(perm, "write", 5)) || (pl == 1 && *perm == '*') ||
+			    (pl <= 5 && memchr(perm, 'c', pl) && strspn(perm, "cruds") >= pl))
+				return 1;
+		}
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+	return 0;
 }
 
 int auth_import_visible(struct request *rq, const char *id)

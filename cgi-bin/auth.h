@@ -13,6 +13,10 @@ int auth_bearer(struct request *rq, struct reply *rp, int allow_none);
  * 0 ok, 1 when `rp` holds a 401. */
 int auth_admin(struct request *rq, struct reply *rp);
 
+/* 1 when the token's scope lets the client write (start imports):
+ * system/ *.write, *.*, or a SMART v2 permission string with "c". */
+int auth_scope_can_write(const char *scope);
+
 /* Ownership of an import: 1 when `id` exists, is not cancelled and belongs
  * to rq->client_id (to anyone in token-less mode, client_id NULL); 0 when
  * not (answer 404, never 403: no existence leak); -1 on a database error. */

@@ -3,6 +3,7 @@
  * worker (same transaction) and answer 202 at once; we never contact the
  * provider here. */
 #include "handlers.h"
+#include "auth.h"
 #include "b64.h"
 #include "config.h"
 #include "db.h"
@@ -26,6 +27,11 @@ int h_import(struct request *rq, struct reply *rp)
 	int rc = -1, in_tx = 0;
 
 	memset(&ip, 0, sizeof ip);
+	if (!auth_scope_can_write(rq->scope)) {
+		reply_oo(rp, 403, "error", "forbidden", "the access token's scope (%s) does not allow starting imports;"
+			 " ask for system/*.write", rq->scope ? rq->scope : "none");
+		goto done;
+	}
 	if (!web_accepts_fhir_json(rq->accept)) {
 		reply_oo(rp, 400, "error", "not-supported", "Accept must be application/fhir+json");
 		goto done;

@@ -198,3 +198,16 @@ test('token-less status access works only when the switch is on', async () => {
     fs.rmSync(sock, { force: true });
   }
 });
+
+test('a read-only token cannot start imports; a disabled client loses its tokens at once', async () => {
+  const c = await newClient(provider, { types: ['Device'] });
+  const readOnly = await getToken(c.id, c.key, 'system/Patient.read');
+  const r = await ping({ token: readOnly }, importParams(c.fhirBase + '/$export'));
+  await expectOO(r, 403, /scope/);
+  const v2 = await getToken(c.id, c.key, 'system/*.cruds');
+  const ok = await ping({ token: v2 }, importParams(c.fhirBase + '/$export'));
+  assert.equal(ok.status, 202, 'SMART v2 create permission may start imports');
+  sql("UPDATE clients SET enabled = false WHERE id = :'p1'", c.id);
+  await expectOO(await fetch(ok.headers.get('content-location'), { headers: { authorization: `Bearer ${v2}` } }), 401);
+  await expectOO(await ping({ token: v2 }, importParams(c.fhirBase + '/$export')), 401);
+});
