@@ -227,8 +227,9 @@ int h_token(struct request *rq, struct reply *rp)
 	jwks = client_jwks(rq, cr, kid, &err);
 	if (!jwks) {
 		log_warn("client %s: no usable JWKS: %s", iss, err ? err : "?");
-		reply_oauth_error(rp, 401, "invalid_client", "the client's JWKS could not be obtained: %s",
-				  err ? err : "invalid JWKS");
+		/* the detail (resolver and TLS errors of the client's jwks_uri) goes to
+		 * the log only: unauthenticated callers learn nothing about our network */
+		reply_oauth_error(rp, 401, "invalid_client", "the client's JWKS could not be obtained");
 		goto done;
 	}
 

@@ -256,6 +256,12 @@ int main(int argc, char **argv)
 		log_error("FCGX_Init failed");
 		return 1;
 	}
+	if (listen_on && *listen_on == ':') {
+		/* ":port" would listen on every interface, and whoever reaches the
+		 * socket can claim any REMOTE_USER: say the host explicitly */
+		log_error("-l %s: give a host (e.g. 127.0.0.1%s) or a socket path", listen_on, listen_on);
+		return 1;
+	}
 	if (listen_on) {
 		sock = FCGX_OpenSocket(listen_on, 64);
 		if (sock < 0) {
