@@ -1067,8 +1067,10 @@ static void announce_manifest(struct run *r, int first)
 	if (r->ev && r->ev->on_manifest)
 		r->ev->on_manifest(r->o->ctx, r->manifest, r->files, r->nfiles);
 	for (i = first; !r->streaming && i < r->nfiles; i++)
-		if (r->files[i].skip)
+		if (r->files[i].skip) {
 			r->dls[i]->st = DL_DONE;
+			r->dls[i]->xst = XF_DONE;
+		}
 }
 
 /* Files for the manifest entries that have none yet (the first page, or
@@ -1083,8 +1085,12 @@ static int add_files(struct run *r, int want_token)
 	if (r->streaming && r->nfiles > first)
 		r->ev->on_files_added(r->o->ctx, r->files, first, r->nfiles - first);
 	for (i = first; r->streaming && i < r->nfiles; i++)
-		if (r->files[i].skip)
+		if (r->files[i].skip) {
+			/* the caller stored it earlier (and gave its bytes, lines and
+			 * sha256): the state file and manifest.json must say so */
 			r->dls[i]->st = DL_DONE;
+			r->dls[i]->xst = XF_DONE;
+		}
 	if (!r->pg.next)
 		announce_manifest(r, first);
 	for (i = first; i < r->nfiles; i++) {

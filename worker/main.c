@@ -476,7 +476,11 @@ int main(int argc, char **argv)
 			_exit(0);   /* threads may be inside the engine: no atexit clean-up */
 		}
 		if (!draining && t >= next_timer) {
+			int new_work = 0;
 			heartbeat(lc, host, nthreads, 0);
+			/* notifications that arrived during the heartbeat's queries */
+			if (lc && listener_consume(lc, &new_work) == 0 && new_work)
+				bump_work();
 			bump_work();   /* lease-expiry recovery */
 			next_timer = t + (double)CFG->worker_lease_seconds;
 		}

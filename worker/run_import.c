@@ -270,10 +270,12 @@ static void tick(struct run *r)
 		/* confirm against the row, so a stray NOTIFY cannot kill an export */
 		PGresult *q = db_q(r->db, "SELECT cancel_requested FROM imports WHERE id = $1", 1, r->id);
 		const char *v = q && PQntuples(q) == 1 ? db_get(q, 0, "cancel_requested") : NULL;
-		if (!q || (v && v[0] == 't'))
+		if (v && v[0] == 't')
 			r->cancel = 1;
-		else
+		else if (q)
 			atomic_store(&r->slot->cancel, 0);
+		/* no answer (database trouble): ask again at the next tick rather
+		 * than DELETE an export nobody cancelled */
 		if (q)
 			PQclear(q);
 	}
@@ -412,6 +414,10 @@ static void ev_files_added(void *ctx, struct export_file *files, int first, int 
 			f->state = F_DONE;
 			f->lines = atoll(db_get(ex, 0, "lines"));
 			f->bytes = atoll(db_get(ex, 0, "bytes"));
+			/* the engine's manifest.json describes it from these */
+			files[i].lines = f->lines;
+			files[i].bytes = f->bytes;
+			snprintf(files[i].sha256, sizeof files[i].sha256, "%s", sh ? sh : "");
 			f->dest_path = dp ? xstrdup(dp) : NULL;
 			snprintf(f->sha256, sizeof f->sha256, "%s", sh ? sh : "");
 			skipped++;
@@ -776,6 +782,9 @@ static struct dest *open_dest(struct run *r, char **err)
 	dconf.connect_timeout = r->cfg->http_connect_timeout;
 	dconf.idle_timeout = r->cfg->http_idle_timeout;
 	dconf.user_agent = r->cfg->user_agent;
+	/* long uploads (S3 parts, HTTP spool files) keep the lease renewed */
+	dconf.should_stop = ev_should_stop;
+	dconf.stop_ctx = r;
 	d = dest_open_conf(buf_str(&spec), &dconf, err);
 	buf_free(&spec);
 	return d;
