@@ -83,6 +83,17 @@ static const char *first_choice(const char *choices, char *out, size_t size)
 	return out;
 }
 
+/* Frees a struct that never became CFG (error paths). */
+static void discard(struct config *c)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (keys[i].type == T_STR || keys[i].type == T_ENUM)
+			free(*(char **)((char *)c + keys[i].off));
+	free(c);
+}
+
 static const struct key *find(const char *name)
 {
 	size_t i;
@@ -167,8 +178,10 @@ int config_load(const char *path, char **err)
 		return -1;
 	for (i = 0; i < NKEYS; i++)
 		if (set(c, &keys[i], keys[i].type == T_ENUM ? first_choice(keys[i].def, buf_, sizeof buf_) : keys[i].def,
-			err) < 0)
+			err) < 0) {
+			discard(c);
 			return fail(err, "built-in default of %s is invalid", keys[i].name);
+		}
 	if (!path)
 		path = getenv("BULK_IMPORT_CONFIG");
 	if (path && *path && load_file(c, path, err) < 0)
@@ -186,7 +199,7 @@ int config_load(const char *path, char **err)
 	CFG = c;   /* the previous struct is deliberately kept: threads may hold borrowed strings */
 	return 0;
 bad:
-	free(c);   /* strings of a half-built struct are leaked; only happens on error paths */
+	discard(c);
 	return -1;
 }
 
