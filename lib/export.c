@@ -1092,6 +1092,7 @@ int export_run(const struct export_opts *o, const struct export_events *ev, stru
 	r.conf.user_agent = o->user_agent;
 	r.conf.connect_timeout = o->connect_timeout;
 	r.conf.idle_timeout = o->idle_timeout;
+	r.conf.deadline = o->deadline;
 	r.conf.should_stop = ev ? ev->should_stop : NULL;
 	r.conf.stop_ctx = o->ctx;
 	r.conf.stop_value = &r.stopped;

@@ -82,6 +82,12 @@ void http_apply_conf(CURL *e, const struct http_conf *c)
 	}
 	if (c && c->proxy && *c->proxy)
 		curl_easy_setopt(e, CURLOPT_PROXY, c->proxy);
+	if (c && c->deadline > 0) {
+		/* a server trickling bytes must not keep a request past the
+		 * export's deadline (the idle limit alone would let it) */
+		time_t left = c->deadline - time(NULL);
+		curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)(left > 1 ? left : 1));
+	}
 	if (c && c->should_stop) {
 		curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, xferinfo);
 		curl_easy_setopt(e, CURLOPT_XFERINFODATA, (void *)c);
@@ -355,6 +361,14 @@ int http_request(const struct http_conf *c, const struct http_req *rq, struct ht
 		if (r->status == 303 || ((r->status == 301 || r->status == 302) && !strcmp(method, "POST"))) {
 			method = "GET";
 			body = NULL;
+		}
+		if (body && !url_same_origin(next, url)) {
+			/* a 307/308 would replay the body (a client assertion, say)
+			 * to an origin it was not meant for */
+			free(next);
+			set_error(r, "refusing to send the request body on to another origin after HTTP %ld", r->status);
+			r->status = 0;
+			goto out;
 		}
 		free(url);
 		url = next;

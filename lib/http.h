@@ -31,6 +31,7 @@ struct http_conf {
 	const char *ca_file;             /* CURLOPT_CAINFO; NULL: system default */
 	int insecure;                    /* 1: no TLS peer/host verification */
 	const char *proxy;               /* CURLOPT_PROXY; NULL: libcurl's default (env) */
+	time_t deadline;                 /* absolute time no transfer may outlive; 0: none */
 };
 
 struct http_req {
