@@ -266,12 +266,27 @@ static int fs_file_truncate(struct dest_file *ff, long long len, char **err)
 	return 0;
 }
 
+/* 1 when the part file under our name is still the one we wrote: a worker
+ * that lost its lease must not rename or unlink the new owner's file. */
+static int part_is_ours(const struct fs_file *f, const struct stat *mine)
+{
+	struct stat st;
+
+	return fstatat(f->pfd, f->part, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       st.st_ino == mine->st_ino && st.st_dev == mine->st_dev;
+}
+
 static int fs_file_commit(struct dest_file *ff, char **err)
 {
 	struct fs_file *f = FSF(ff);
 	const char *dir = FS(ff->d)->dir;
-	int rc = -1;
+	struct stat mine;
+	int rc = -1, ours = 1;
 
+	if (fstat(f->fd, &mine) < 0) {
+		err_set(err, "cannot stat %s/%s.part: %s", dir, ff->name, strerror(errno));
+		goto fail;
+	}
 	if (fsync(f->fd) < 0) {
 		err_set(err, "cannot sync %s/%s.part: %s", dir, ff->name, strerror(errno));
 		goto fail;
@@ -282,6 +297,11 @@ static int fs_file_commit(struct dest_file *ff, char **err)
 		goto fail;
 	}
 	f->fd = -1;
+	if (!part_is_ours(f, &mine)) {
+		ours = 0;
+		err_set(err, "%s/%s.part was replaced by another writer; not storing it", dir, ff->name);
+		goto fail;
+	}
 	if (renameat(f->pfd, f->part, f->pfd, f->leaf) < 0) {
 		err_set(err, "cannot rename %s/%s.part: %s", dir, ff->name, strerror(errno));
 		goto fail;
@@ -293,7 +313,8 @@ static int fs_file_commit(struct dest_file *ff, char **err)
 	rc = 0;
 	goto out;
 fail:
-	unlinkat(f->pfd, f->part, 0);
+	if (ours)
+		unlinkat(f->pfd, f->part, 0);
 out:
 	fs_file_free(f);
 	return rc;
@@ -302,8 +323,10 @@ out:
 static void fs_file_abort(struct dest_file *ff)
 {
 	struct fs_file *f = FSF(ff);
+	struct stat mine;
 
-	unlinkat(f->pfd, f->part, 0);
+	if (f->fd >= 0 && fstat(f->fd, &mine) == 0 && part_is_ours(f, &mine))
+		unlinkat(f->pfd, f->part, 0);
 	fs_file_free(f);
 }
 

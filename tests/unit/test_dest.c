@@ -182,6 +182,39 @@ static void test_folder_extras(const char *root)
 	f = dest_file_reopen(d, "attachments/7.bin", &have, &err);
 	T_CHECK(f && have == 0 && dest_file_write(f, "xy", 2, &err) == 0, "reopen in a sub-folder");
 	dest_file_abort(f);
+	/* another writer (a worker that took over) replaced our part file:
+	 * commit must not publish theirs, abort must not delete it */
+	{
+		char part[600], other[600];
+		FILE *fp;
+
+		f = dest_file_open(d, "9.Obs.ndjson", &err);
+		T_CHECK(f && dest_file_write(f, "mine\n", 5, &err) == 0, "write before a takeover");
+		snprintf(part, sizeof part, "%s/extras/.9.Obs.ndjson.part", root);
+		snprintf(other, sizeof other, "%s/extras/other.tmp", root);
+		fp = fopen(other, "w");
+		if (fp) {
+			fputs("theirs\n", fp);
+			fclose(fp);
+		}
+		T_CHECK(rename(other, part) == 0, "part replaced by another writer");
+		free(err);
+		err = NULL;
+		T_CHECK(dest_file_commit(f, &err) < 0 && err && strstr(err, "another writer"), "commit refuses a replaced part");
+		T_CHECK(stat(part, &st) == 0 && st.st_size == 7, "the other writer's part is left alone");
+		f = dest_file_open(d, "10.Obs.ndjson", &err);
+		T_CHECK(f != NULL, "open another");
+		snprintf(part, sizeof part, "%s/extras/.10.Obs.ndjson.part", root);
+		fp = fopen(other, "w");
+		if (fp)
+			fclose(fp);
+		rename(other, part);
+		dest_file_abort(f);
+		T_CHECK(stat(part, &st) == 0, "abort does not unlink a part it no longer owns");
+		unlink(part);
+		snprintf(part, sizeof part, "%s/extras/.9.Obs.ndjson.part", root);
+		unlink(part);
+	}
 	/* suspend keeps the part for the next run; abort removes it */
 	f = dest_file_open(d, "8.Obs.ndjson", &err);
 	T_CHECK(f && dest_file_write(f, "abc\n", 4, &err) == 0, "write before suspend");
