@@ -108,8 +108,18 @@ static json_object *client_jwks(struct request *rq, const PGresult *cr, const ch
 	       (kid && !jwks_has_kid(cache, kid) && age >= REFETCH_MIN_AGE);
 	if (!need)
 		return cache;
+	if (age < REFETCH_MIN_AGE) {
+		/* tried moments ago (and failed, or the kid is still unknown):
+		 * unauthenticated requests must not make us block on it again */
+		if (cache)
+			return cache;
+		*err = strdup("jwks_uri was unreachable moments ago");
+		return NULL;
+	}
 	fresh = web_fetch_jwks(uri, &e);
 	if (!fresh) {
+		/* remember the attempt: the cache age throttles the next one */
+		db_cmd(rq->db, "UPDATE clients SET jwks_fetched_at = now() WHERE id = $1", 1, db_get(cr, 0, "id"));
 		if (cache) {
 			log_warn("client %s: jwks_uri refresh failed (%s); using cached JWKS", db_get(cr, 0, "id"), e);
 			free(e);

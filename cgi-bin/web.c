@@ -12,7 +12,7 @@
 #include <curl/curl.h>
 #include <openssl/sha.h>
 
-#define JWKS_TIMEOUT 10
+#define JWKS_TIMEOUT 5   /* seconds; a token request waits for it */
 #define JWKS_MAX_BYTES (256 * 1024)
 
 const char *web_base(void)
