@@ -934,7 +934,7 @@ static void run(struct wslot *s, const char *id, int cleanup)
 	o.invalid_policy = !strcmp(v, "skip") ? EXPORT_INVALID_SKIP_LINE
 		: !strcmp(v, "fail") ? EXPORT_INVALID_FAIL : EXPORT_INVALID_DROP_FILE;
 	o.save_manifest = r.cfg->save_manifest;
-	o.resume = r.cfg->resume_downloads;
+	o.resume = r.cfg->resume_downloads && dest_can_resume(r.dest);   /* folders only */
 	headers = strlist_split(r.cfg->provider_headers, '|');
 	o.extra_headers = (const char *const *)headers;
 	o.ca_file = *r.cfg->ca_file ? r.cfg->ca_file : NULL;
