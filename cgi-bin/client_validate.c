@@ -91,6 +91,18 @@ static int check_url(const char *key, const char *u, int allow_query, char **fie
 	return 0;
 }
 
+/* Keys decide who may sign in as the client: plain http only to this
+ * machine, where nobody sits in between. */
+static int check_key_url(const char *u, char **field, char **msg)
+{
+	char *origin = url_origin(u);
+	int ok = origin && (!strncmp(origin, "https://", 8) || !strncmp(origin, "http://127.", 11) ||
+			    !strncmp(origin, "http://localhost:", 17) || !strncmp(origin, "http://[::1]:", 13));
+
+	free(origin);
+	return ok ? 0 : bad(field, msg, "jwks_uri", "must use https (plain http only on this machine)");
+}
+
 /* name and fhir_base_url */
 static int check_identity(json_object *in, struct client_input *out, char **field, char **msg)
 {
@@ -162,7 +174,7 @@ static int check_keys(json_object *in, struct client_input *out, char **field, c
 			bad(field, msg, "jwks", "jwks or jwks_uri is required");
 			goto out;
 		}
-		if (check_url("jwks_uri", out->jwks_uri, 1, field, msg) < 0)
+		if (check_url("jwks_uri", out->jwks_uri, 1, field, msg) < 0 || check_key_url(out->jwks_uri, field, msg) < 0)
 			goto out;
 		out->jwks_fetched = web_fetch_jwks(out->jwks_uri, &e);
 		if (!out->jwks_fetched) {

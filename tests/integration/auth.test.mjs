@@ -133,6 +133,7 @@ test('registration rejects bad keys and URLs with a clear message', async () => 
     [{ ...good, name: '' }, /name/],
     [{ ...good, provider_client_id: undefined }, /provider_client_id/],
     [{ ...good, jwks: undefined, jwks_uri: 'http://127.0.0.1:1/jwks' }, /jwks_uri/],
+    [{ ...good, jwks: undefined, jwks_uri: 'http://keys.example.org/jwks' }, /jwks_uri.*https/],
   ];
   for (const [body, re] of cases) {
     const r = await register(body);
