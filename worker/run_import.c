@@ -685,6 +685,21 @@ static void finish_complete(struct run *r, const struct export_result *res)
 	}
 	for (i = 0; i < r->nfiles; i++) {
 		struct wfile *f = &r->files[i];
+		if (f->state == F_FAILED) {
+			/* every failed file is in the outcome, even if recording its
+			 * issues failed earlier (a database hiccup) */
+			if (ROWS(r->db,
+				 "INSERT INTO outcomes (import_id, severity, code, file_url, diagnostics)"
+				 " SELECT $1, 'error', 'exception', $2::text, $3"
+				 "  WHERE NOT EXISTS (SELECT 1 FROM outcomes WHERE import_id = $1 AND file_url = $2::text"
+				 "                     AND severity IN ('error', 'fatal'))",
+				 r->id, f->url, f->last_error ? f->last_error : "the file could not be imported") < 0) {
+				buf_free(&msg);
+				tx_rollback(r);
+				return;
+			}
+			continue;
+		}
 		if (f->state != F_DONE)
 			continue;
 		buf_reset(&msg);
