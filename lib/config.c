@@ -196,7 +196,9 @@ int config_load(const char *path, char **err)
 			goto bad;
 		}
 	}
-	CFG = c;   /* the previous struct is deliberately kept: threads may hold borrowed strings */
+	/* the previous struct is deliberately kept: threads may hold borrowed
+	 * strings; they see the new one whole (release/acquire on the pointer) */
+	__atomic_store_n(&CFG, c, __ATOMIC_RELEASE);
 	return 0;
 bad:
 	discard(c);

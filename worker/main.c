@@ -336,12 +336,19 @@ static void release_running(PGconn **lc)
 
 static void reload_config(const char *config_path)
 {
+	const struct config *old = CFG;
 	long threads = CFG->worker_threads;
 	char *err = NULL;
 
 	if (config_load(config_path, &err) < 0) {
 		log_error("configuration reload failed, keeping the old one: %s", err ? err : "?");
 		free(err);
+		return;
+	}
+	if (CFG->worker_lease_seconds < 3 || CFG->export_deadline <= 0) {
+		log_error("configuration reload refused: worker_lease_seconds must be at least 3"
+			  " and export_deadline positive; keeping the old one");
+		__atomic_store_n(&CFG, old, __ATOMIC_RELEASE);
 		return;
 	}
 	log_set_level(CFG->log_level);
@@ -387,6 +394,8 @@ int main(int argc, char **argv)
 	log_set_level(CFG->log_level);
 	if (CFG->worker_lease_seconds < 3)
 		die("worker_lease_seconds must be at least 3", NULL);
+	if (CFG->export_deadline <= 0)
+		die("export_deadline must be positive", NULL);
 	load_key();
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		die("libcurl initialisation failed", NULL);
