@@ -356,7 +356,9 @@ static long retry_wait_or_fail(struct run *r, int *attempt, const char *url, int
 		long ms = xp_retry_ms(r, rc == 0 ? resp->retry_after : NULL, *attempt);
 
 		(*attempt)++;
-		log_info("export: %s %s: %s; retry %d/%d in %ld ms", what, url,
+		char lu[512];
+
+		log_info("export: %s %s: %s; retry %d/%d in %ld ms", what, url_for_log(url, lu, sizeof lu),
 			 rc == -1 ? (resp->error ? resp->error : "transport error") : "busy",
 			 *attempt, r->retries, ms);
 		return ms;
@@ -530,7 +532,10 @@ static int kickoff(struct run *r)
 		goto out;
 	}
 	xlog_kickoff(r, url, &resp, NULL);
-	log_info("export: kick-off accepted, status URL %s", r->status_url);
+	{
+		char lu[512];
+		log_info("export: kick-off accepted, status URL %s", url_for_log(r->status_url, lu, sizeof lu));
+	}
 	if (r->ev && r->ev->on_kickoff)
 		r->ev->on_kickoff(r->o->ctx, r->status_url);
 	xst_save(r, 1);   /* from now on a resume polls instead of kicking off again */
@@ -1001,7 +1006,7 @@ static void delete_status(struct run *r)
 	struct http_conf c = r->conf;
 	struct http_req rq = { 0 };
 	struct http_resp resp = { 0 };
-	char *err = NULL;
+	char *err = NULL, lu[512];
 
 	if (!r->status_url)
 		return;
@@ -1019,9 +1024,10 @@ static void delete_status(struct run *r)
 	if (r->smart)
 		rq.bearer = smart_token(r->smart, &err, NULL);
 	if (http_request(&c, &rq, &resp) < 0)
-		log_warn("export: DELETE %s failed: %s", r->status_url, resp.error ? resp.error : "error");
+		log_warn("export: DELETE %s failed: %s", url_for_log(r->status_url, lu, sizeof lu),
+			 resp.error ? resp.error : "error");
 	else
-		log_info("export: DELETE %s: HTTP %ld", r->status_url, resp.status);
+		log_info("export: DELETE %s: HTTP %ld", url_for_log(r->status_url, lu, sizeof lu), resp.status);
 	free(err);
 	http_resp_free(&resp);
 }

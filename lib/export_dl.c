@@ -888,7 +888,9 @@ static void dl_complete(struct dl *d)
 		return;
 	}
 	if (policy(d) == EXPORT_INVALID_DROP_FILE && (errors || mismatch)) {
-		log_warn("export: file %d (%s) is invalid; not stored", d->f->seq, d->f->url);
+		char lu[512];
+
+		log_warn("export: file %d (%s) is invalid; not stored", d->f->seq, url_for_log(d->f->url, lu, sizeof lu));
 		dl_finish(d, 0);
 		return;
 	}

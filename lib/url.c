@@ -223,3 +223,19 @@ out:
 		curl_url_cleanup(hb);
 	return ok;
 }
+
+const char *url_for_log(const char *url, char *out, size_t n)
+{
+	size_t i = 0;
+
+	if (!n)
+		return "";
+	for (; url && *url && *url != '?' && *url != '#' && i + 1 < n; url++)
+		out[i++] = (unsigned char)*url < 0x20 || *url == 0x7f ? '_' : *url;
+	if (url && (*url == '?' || *url == '#') && i + 5 < n) {
+		memcpy(out + i, "?...", 4);
+		i += 4;
+	}
+	out[i] = '\0';
+	return out;
+}

@@ -3,6 +3,7 @@
  * input. */
 #ifndef URL_H
 #define URL_H
+#include <stddef.h>
 
 /* `ref` (absolute or relative) resolved against `base`, dot segments
  * removed.  NULL when either does not parse. */
@@ -26,5 +27,9 @@ int url_is_under(const char *url, const char *base);
 
 /* 1 for an absolute http:// or https:// URL with a host, else 0. */
 int url_is_http(const char *url);
+/* For log lines: the URL without its query string (pre-signed URLs carry
+ * credentials there) and with control characters replaced.  Writes into
+ * out (size n) and returns it. */
+const char *url_for_log(const char *url, char *out, size_t n);
 
 #endif

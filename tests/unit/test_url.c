@@ -40,6 +40,14 @@ int main(void)
 	T_CHECK(!url_same_origin("http://h/a", "http://g/a"), "host differs");
 	T_CHECK(!url_same_origin("bad", "bad"), "unparseable never same");
 
+	{
+		char lu[64];
+		T_CHECK(!strcmp(url_for_log("https://s3.example/b/f.ndjson?X-Amz-Signature=abc", lu, sizeof lu),
+				"https://s3.example/b/f.ndjson?..."), "for_log: query string dropped");
+		T_CHECK(!strcmp(url_for_log("http://h/a\nb", lu, sizeof lu), "http://h/a_b"), "for_log: control characters replaced");
+		T_CHECK(strlen(url_for_log("http://h/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", lu, sizeof lu)) == 63,
+			"for_log: bounded by the buffer");
+	}
 	/* url_is_under */
 	T_CHECK(url_is_under("http://h/fhir/$export", "http://h/fhir"), "under: child");
 	T_CHECK(url_is_under("http://h/fhir?x", "http://h/fhir"), "under: query");
