@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 
 #define SAFE_NAME_MAX 200   /* leaves room for ".part" and the '.' under NAME_MAX */
 
@@ -313,4 +315,22 @@ char *dest_safe_name(const char *s)
 	for (i = 0; i < n && out[i] == '.'; i++)
 		out[i] = '_';       /* no hidden files, no "." or ".." */
 	return out;
+}
+
+int dest_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }

@@ -236,20 +236,9 @@ static struct dest_file *fs_file_reopen(struct dest *dd, const char *name, long 
 
 static int fs_file_write(struct dest_file *ff, const void *data, size_t len, char **err)
 {
-	struct fs_file *f = FSF(ff);
-	const char *p = data;
-	ssize_t n;
-
-	while (len) {
-		n = write(f->fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			err_set(err, "cannot write %s/%s.part: %s", FS(ff->d)->dir, ff->name, strerror(errno));
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
+	if (dest_write_all(FSF(ff)->fd, data, len) < 0) {
+		err_set(err, "cannot write %s/%s.part: %s", FS(ff->d)->dir, ff->name, strerror(errno));
+		return -1;
 	}
 	return 0;
 }

@@ -202,20 +202,9 @@ fail:
 
 static int hd_file_write(struct dest_file *ff, const void *data, size_t len, char **err)
 {
-	struct hd_file *f = HDF(ff);
-	const char *p = data;
-	ssize_t n;
-
-	while (len) {
-		n = write(f->fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			err_set(err, "cannot spool %s for upload: %s", ff->name, strerror(errno));
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
+	if (dest_write_all(HDF(ff)->fd, data, len) < 0) {
+		err_set(err, "cannot spool %s for upload: %s", ff->name, strerror(errno));
+		return -1;
 	}
 	return 0;
 }

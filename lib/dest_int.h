@@ -120,4 +120,7 @@ void dest_uri_encode(struct buf *b, const char *s, int keep_slash);
  * b; control characters become spaces. */
 void dest_excerpt(struct buf *b, const char *s, size_t len, size_t max);
 
+/* write(2) until all of buf is written (EINTR retried); 0, or -1 with errno. */
+int dest_write_all(int fd, const void *buf, size_t len);
+
 #endif
