@@ -712,3 +712,34 @@ test('names that collide after uniquifying never overwrite each other', async ()
     server.close();
   }
 });
+
+test('a token endpoint redirecting with 307 to another origin never gets the assertion re-sent', async () => {
+  const http = await import('node:http');
+  const seen = [];
+  const other = http.createServer((req, res) => { seen.push(req.method); req.resume(); res.writeHead(400); res.end(); });
+  await new Promise((r) => other.listen(0, '127.0.0.1', r));
+  const main = http.createServer((req, res) => {
+    const base = `http://127.0.0.1:${main.address().port}`;
+    if (req.url === '/.well-known/smart-configuration') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ token_endpoint: `${base}/token` }));
+    }
+    if (req.url === '/token') {
+      res.writeHead(307, { location: `http://127.0.0.1:${other.address().port}/token` });
+      return res.end();
+    }
+    res.writeHead(404); res.end();
+  });
+  await new Promise((r) => main.listen(0, '127.0.0.1', r));
+  try {
+    const key = keyFiles('ES384');
+    const r = await runBulk(['--fhir-url', `http://127.0.0.1:${main.address().port}`, '--destination', tmpDir(),
+      '--client-id', 'c', '--private-key', key.file]);
+    assert.notEqual(r.code, 0, r.out);
+    assert.match(r.out, /another origin/);
+    assert.deepEqual(seen, [], 'the other origin received nothing');
+  } finally {
+    main.close();
+    other.close();
+  }
+});
