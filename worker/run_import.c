@@ -329,14 +329,22 @@ static void ev_kickoff(void *ctx, const char *status_url)
 	progress_copy(r->progress, "exporting");
 	/* the status URL is recorded even when the API cancelled meanwhile:
 	 * it is what the cancel clean-up DELETEs */
-	rows = ROWS(r->db,
-		    "UPDATE imports SET provider_status_url = $3,"
-		    " state = CASE WHEN cancel_requested THEN state ELSE 'exporting' END,"
-		    " progress = CASE WHEN cancel_requested THEN progress ELSE $4 END, updated_at = now()"
-		    " WHERE id = $1 AND worker_id = $2",
-		    r->id, r->wid, status_url, r->progress);
+	/* losing this URL would make a takeover kick off a second export at the
+	 * provider: ride out a short database hiccup (reconnecting) */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		rows = ROWS(r->db,
+			    "UPDATE imports SET provider_status_url = $3,"
+			    " state = CASE WHEN cancel_requested THEN state ELSE 'exporting' END,"
+			    " progress = CASE WHEN cancel_requested THEN progress ELSE $4 END, updated_at = now()"
+			    " WHERE id = $1 AND worker_id = $2",
+			    r->id, r->wid, status_url, r->progress);
+		if (rows >= 0 || db_ensure(r->db) < 0)
+			break;
+	}
 	if (rows == 0)
 		lost(r);
+	else if (rows < 0)
+		log_error("import %s: could not record the provider's status URL", r->id);
 	log_info("import %s: export kicked off at the provider", r->id);
 	tick(r);
 }
