@@ -6,6 +6,7 @@
  * (run from the repository root).  Which requests carried the token and the
  * extra headers is read from the provider's request log. */
 #include "t.h"
+#include "t_provider.h"
 #include "attach.h"
 #include "b64.h"
 #include "buf.h"
@@ -955,35 +956,6 @@ out:
 	free(base2);
 }
 
-static char *register_client(EVP_PKEY *key, const char *alg)
-{
-	json_object *jwk = jose_pkey_to_jwk(key, alg, 0), *body = json_object_new_object(), *keys, *jwks, *res, *v;
-	static const char *const hdrs[] = { "Content-Type: application/json", NULL };
-	struct http_req rq = { 0 };
-	struct http_resp rs = { 0 };
-	char url[128], *cid = NULL;
-
-	jwks = json_object_new_object();
-	keys = json_object_new_array();
-	json_object_array_add(keys, jwk);
-	json_object_object_add(jwks, "keys", keys);
-	json_object_object_add(body, "jwks", jwks);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d/register", port);
-	rq.url = url;
-	rq.method = "POST";
-	rq.headers = hdrs;
-	rq.body = json_object_to_json_string(body);
-	rq.body_len = strlen(rq.body);
-	if (http_request(NULL, &rq, &rs) == 0 && rs.status == 201 && (res = json_tokener_parse(buf_str(&rs.body)))) {
-		if (json_object_object_get_ex(res, "client_id", &v))
-			cid = strdup(json_object_get_string(v));
-		json_object_put(res);
-	}
-	http_resp_free(&rs);
-	json_object_put(body);
-	return cid;
-}
-
 /* With auth on: a real token works, none gets 401, an expired one is
  * renewed once through renew_bearer. */
 static void t_auth(void)
@@ -1000,7 +972,7 @@ static void t_auth(void)
 	json_object *jwk;
 	const char *token = NULL;
 
-	cid = key ? register_client(key, "ES384") : NULL;
+	cid = key ? t_register_client(port, key, "ES384") : NULL;
 	if (key && (jwk = jose_pkey_to_jwk(key, "ES384", 0))) {
 		json_object *v;
 

@@ -3,6 +3,7 @@
  * prints "ok - skipped (no provider)".  Fixtures: $FIXTURES_DIR/fhir, else
  * ../shared/fixtures/fhir from the repository root. */
 #include "t.h"
+#include "t_provider.h"
 #include "b64.h"
 #include "buf.h"
 #include "dest.h"
@@ -846,35 +847,6 @@ static void t_paging_static(void)
 	rm_dir(dir);
 }
 
-static char *register_client(EVP_PKEY *key, const char *alg)
-{
-	json_object *jwk = jose_pkey_to_jwk(key, alg, 0), *body = json_object_new_object(), *keys, *jwks, *r, *v;
-	struct http_req rq = { 0 };
-	struct http_resp rs = { 0 };
-	char url[256], *cid = NULL;
-	static const char *const hdrs[] = { "Content-Type: application/json", NULL };
-
-	jwks = json_object_new_object();
-	keys = json_object_new_array();
-	json_object_array_add(keys, jwk);
-	json_object_object_add(jwks, "keys", keys);
-	json_object_object_add(body, "jwks", jwks);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d/register", port);
-	rq.url = url;
-	rq.method = "POST";
-	rq.headers = hdrs;
-	rq.body = json_object_to_json_string(body);
-	rq.body_len = strlen(rq.body);
-	if (http_request(NULL, &rq, &rs) == 0 && rs.status == 201 && (r = json_tokener_parse(buf_str(&rs.body)))) {
-		if (json_object_object_get_ex(r, "client_id", &v))
-			cid = strdup(json_object_get_string(v));
-		json_object_put(r);
-	}
-	http_resp_free(&rs);
-	json_object_put(body);
-	return cid;
-}
-
 static char *kid_of(EVP_PKEY *key, const char *alg)
 {
 	json_object *jwk = jose_pkey_to_jwk(key, alg, 0), *v;
@@ -935,7 +907,7 @@ static void t_auth(void)
 	struct seen s = { 0 };
 	int rc, with_auth = 0, n;
 
-	cid = key ? register_client(key, "ES384") : NULL;
+	cid = key ? t_register_client(port, key, "ES384") : NULL;
 	kid = key ? kid_of(key, "ES384") : NULL;
 	T_CHECK(cid && kid, "registered a client at the provider");
 	if (!cid || !kid)
